@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The whole test suite: lint, format, types, then pytest (warnings are errors).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PATH:/usr/sbin"  # haproxy lives in /usr/sbin on Debian
+if command -v uv >/dev/null 2>&1; then UV=(uv); else UV=(python3 -m uv); fi
+run() { printf '[test] %s\n' "$*"; "$@"; }
+
+run "${UV[@]}" run --locked ruff check .
+run "${UV[@]}" run --locked ruff format --check .
+run "${UV[@]}" run --locked mypy
+set +e
+run "${UV[@]}" run --locked pytest "$@"
+status=$?
+set -e
+if [[ $status == 5 ]]; then
+  echo "[test] pytest collected no tests: that is a failure" >&2
+  exit 1
+fi
+exit $status
