@@ -1,0 +1,221 @@
+"""The four service dashboards, as data: golden signals, canary vs baseline, saturation, deploys.
+
+Metric names and labels are the contract in docs/architecture.md (prefix `image_service_`).
+"""
+
+from __future__ import annotations
+
+from infra.observability.grafana_model import Annotation, Dashboard, Panel, Target, Variable
+
+REQUESTS = "image_service_http_requests_total"
+DURATION = "image_service_http_request_duration_seconds"
+CACHE = "image_service_rendition_cache_total"
+_TRACK = '{track=~"$track"}'
+
+TENANT = Variable(name="tenant", metric=REQUESTS, label="tenant")
+TRACK = Variable(name="track", metric=REQUESTS, label="track")
+VERSION = Variable(name="version", metric=REQUESTS, label="version")
+
+_T = 'tenant=~"$tenant"'
+_TV = 'track=~"$track", version=~"$version"'
+_RI = "$__rate_interval"
+
+
+def _error_ratio(by: str, selector: str) -> str:
+    # `or ... * 0` keeps a zero series for groups that never returned a 5xx.
+    return (
+        f'(sum by ({by}) (rate({REQUESTS}{{{selector}, code=~"5.."}}[{_RI}]))'
+        f" or sum by ({by}) (rate({REQUESTS}{{{selector}}}[{_RI}])) * 0)"
+        f" / sum by ({by}) (rate({REQUESTS}{{{selector}}}[{_RI}]))"
+    )
+
+
+def _quantile(q: float, by: str, selector: str) -> str:
+    return (
+        f"histogram_quantile({q}, sum by ({by}, le) (rate({DURATION}_bucket{{{selector}}}[{_RI}])))"
+    )
+
+
+def golden_signals() -> Dashboard:
+    return Dashboard(
+        uid="image-service-golden",
+        title="Image service - golden signals per tenant",
+        variables=(TENANT,),
+        panels=(
+            Panel(
+                "Traffic (req/s)",
+                (Target(f"sum by (tenant) (rate({REQUESTS}{{{_T}}}[{_RI}]))", "{{tenant}}"),),
+                unit="reqps",
+            ),
+            Panel(
+                "Errors (5xx ratio)",
+                (Target(_error_ratio("tenant", _T), "{{tenant}}"),),
+                "percentunit",
+            ),
+            Panel(
+                "Latency p50 / p99",
+                (
+                    Target(_quantile(0.5, "tenant", _T), "p50 {{tenant}}"),
+                    Target(_quantile(0.99, "tenant", _T), "p99 {{tenant}}"),
+                ),
+                unit="s",
+            ),
+            Panel(
+                "Bytes sent (B/s)",
+                (
+                    Target(
+                        f"sum by (tenant) (rate(image_service_bytes_sent_total{{{_T}}}[{_RI}]))",
+                        "{{tenant}}",
+                    ),
+                ),
+                unit="Bps",
+            ),
+            Panel(
+                "Rendition cache hit ratio",
+                (
+                    Target(
+                        f'sum by (tenant) (rate({CACHE}{{{_T}, result="hit"}}[{_RI}]))'
+                        f" / sum by (tenant) (rate({CACHE}{{{_T}}}[{_RI}]))",
+                        "{{tenant}}",
+                    ),
+                ),
+                unit="percentunit",
+            ),
+            Panel(
+                "Responses by code",
+                (Target(f"sum by (code) (rate({REQUESTS}{{{_T}}}[{_RI}]))", "{{code}}"),),
+                unit="reqps",
+            ),
+        ),
+    )
+
+
+def canary_vs_baseline() -> Dashboard:
+    return Dashboard(
+        uid="image-service-canary",
+        title="Image service - canary vs baseline",
+        variables=(TRACK, VERSION),
+        panels=(
+            Panel(
+                "Traffic by track",
+                (
+                    Target(
+                        f"sum by (track, version) (rate({REQUESTS}{{{_TV}}}[{_RI}]))",
+                        "{{track}} {{version}}",
+                    ),
+                ),
+                unit="reqps",
+            ),
+            Panel(
+                "Error ratio by track",
+                (Target(_error_ratio("track, version", _TV), "{{track}} {{version}}"),),
+                unit="percentunit",
+            ),
+            Panel(
+                "p99 latency by track",
+                (Target(_quantile(0.99, "track, version", _TV), "{{track}} {{version}}"),),
+                unit="s",
+            ),
+            Panel(
+                "Transform p95 by track",
+                (
+                    Target(
+                        "histogram_quantile(0.95, sum by (track, version, le) "
+                        f"(rate(image_service_transform_duration_seconds_bucket{{{_TV}}}[{_RI}])))",
+                        "{{track}} {{version}}",
+                    ),
+                ),
+                unit="s",
+            ),
+        ),
+    )
+
+
+def saturation() -> Dashboard:
+    return Dashboard(
+        uid="image-service-saturation",
+        title="Image service - saturation",
+        variables=(TRACK,),
+        panels=(
+            Panel(
+                "Transform queue depth",
+                (
+                    Target(
+                        f"max by (track, instance) (image_service_transform_queue_depth{_TRACK})",
+                        "{{track}} {{instance}}",
+                    ),
+                ),
+            ),
+            Panel(
+                "Transform workers",
+                (
+                    Target(
+                        'sum by (track) (image_service_transform_workers{track=~"$track"})',
+                        "{{track}}",
+                    ),
+                ),
+            ),
+            Panel(
+                "libvips memory",
+                (
+                    Target(
+                        f"max by (track, instance) (image_service_vips_memory_bytes{_TRACK})",
+                        "{{track}} {{instance}}",
+                    ),
+                ),
+                unit="bytes",
+            ),
+            Panel(
+                "In-flight requests",
+                (
+                    Target(
+                        'sum by (track) (image_service_inflight_requests{track=~"$track"})',
+                        "{{track}}",
+                    ),
+                ),
+            ),
+        ),
+    )
+
+
+def deploys() -> Dashboard:
+    return Dashboard(
+        uid="image-service-deploys",
+        title="Image service - deploy markers",
+        annotations=(
+            Annotation(
+                name="Version started",
+                expr="count by (track, version) (image_service_build_info)"
+                " unless count by (track, version) (image_service_build_info offset 5m)",
+                title_format="{{track}} -> {{version}}",
+            ),
+        ),
+        panels=(
+            Panel(
+                "Versions serving (pods)",
+                (
+                    Target(
+                        "count by (track, version) (image_service_build_info)",
+                        "{{track}} {{version}}",
+                    ),
+                ),
+                width=24,
+            ),
+            Panel(
+                "Traffic share by track",
+                (
+                    Target(
+                        f"sum by (track) (rate({REQUESTS}[{_RI}]))"
+                        f" / ignoring (track) group_left sum (rate({REQUESTS}[{_RI}]))",
+                        "{{track}}",
+                    ),
+                ),
+                unit="percentunit",
+                width=24,
+            ),
+        ),
+    )
+
+
+def all_dashboards() -> tuple[Dashboard, ...]:
+    return (golden_signals(), canary_vs_baseline(), saturation(), deploys())
