@@ -1,0 +1,247 @@
+"""The judge's policy: which metrics to compare, how strictly, and how to score them.
+
+Everything here is configuration with safe defaults. `JudgePolicy.from_mapping` parses the
+`judge:` section of `environments/delivery.<env>.yaml` and rejects anything it does not know, so a
+typo never silently falls back to a default. The defaults follow from the evaluation in
+docs/judge.md.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Literal, get_args
+
+MetricKind = Literal["error_ratio", "latency", "latency_tail", "request_rate"]
+Direction = Literal["increase", "decrease", "either"]
+ErrorTest = Literal["exact", "mwu_intervals"]
+Correction = Literal["holm", "bonferroni", "bh"]
+
+METRIC_KINDS: tuple[str, ...] = get_args(MetricKind)
+DIRECTIONS: tuple[str, ...] = get_args(Direction)
+ERROR_TESTS: tuple[str, ...] = get_args(ErrorTest)
+CORRECTIONS: tuple[str, ...] = get_args(Correction)
+
+
+class PolicyError(ValueError):
+    """The judge policy is malformed; the message names the offending key."""
+
+
+@dataclass(frozen=True)
+class MetricPolicy:
+    """One compared metric.
+
+    tolerance is the effect size that is still acceptable, in the metric's effect unit:
+    absolute ratio difference for error_ratio (0.0 = zero-error policy), relative change for
+    the latency kinds and request_rate (0.05 = 5%). A metric fails only when the change in the
+    bad direction is both significant and larger than the tolerance.
+    """
+
+    name: str
+    kind: MetricKind
+    direction: Direction = "increase"
+    tolerance: float = 0.0
+    critical: bool = False
+    weight: float = 1.0
+    per_tenant: bool = False
+    quantile: float = 0.5  # latency: the quantile the effect is reported on; tail: the tail
+    test: ErrorTest = "exact"  # error_ratio only
+
+    def __post_init__(self) -> None:
+        where = f"metric {self.name!r}"
+        if not self.name or not self.name.replace("_", "").replace("-", "").isalnum():
+            raise PolicyError(f"metric name {self.name!r} must be non-empty [A-Za-z0-9_-]")
+        _check_choice(f"{where}: kind", self.kind, METRIC_KINDS)
+        _check_choice(f"{where}: direction", self.direction, DIRECTIONS)
+        _check_choice(f"{where}: test", self.test, ERROR_TESTS)
+        _check_range(f"{where}: tolerance", self.tolerance, 0.0, 10.0)
+        _check_range(f"{where}: weight", self.weight, 0.0, 1000.0)
+        _check_range(f"{where}: quantile", self.quantile, 0.01, 0.999)
+
+
+def default_metrics() -> tuple[MetricPolicy, ...]:
+    return (
+        MetricPolicy(
+            name="error_ratio",
+            kind="error_ratio",
+            direction="increase",
+            tolerance=0.0,
+            critical=True,
+            per_tenant=True,
+        ),
+        MetricPolicy(
+            name="latency",
+            kind="latency",
+            direction="increase",
+            tolerance=0.05,
+            per_tenant=True,
+            quantile=0.5,
+        ),
+        MetricPolicy(
+            name="latency_p99",
+            kind="latency_tail",
+            direction="increase",
+            tolerance=0.05,
+            quantile=0.99,
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class JudgePolicy:
+    """How one step's canary is judged against its baseline.
+
+    confidence: 1 - the false-fail budget of one step's verdict, spent across all metrics,
+        scopes (aggregate and tenants) and looks (interim looks and the final look).
+    min_requests: the minimum-sample guard, per track over the window; fewer means
+        "inconclusive" (the pipeline extends the bake up to its limit, then fails).
+    min_tenant_requests: per-track minimum for a tenant's rank tests; the exact count test
+        needs no guard because untestable tenants drop out of the correction (Tarone).
+    correction: multiple-comparison control across scopes within a metric.
+    pass_score / marginal_score: Kayenta-style score thresholds (0-100).
+    interim_looks: how many interim looks per step the alpha is reserved for; interim looks
+        may fail a canary early but never pass it.
+    interim_alpha_share: the share of the budget spent on interim looks.
+    """
+
+    confidence: float = 0.99
+    metrics: tuple[MetricPolicy, ...] = field(default_factory=default_metrics)
+    min_requests: int = 200
+    min_tenant_requests: int = 20
+    correction: Correction = "holm"
+    pass_score: float = 95.0
+    marginal_score: float = 75.0
+    interim_looks: int = 9
+    interim_alpha_share: float = 0.25
+
+    def __post_init__(self) -> None:
+        _check_range("confidence", self.confidence, 0.5, 0.999999)
+        if not self.metrics:
+            raise PolicyError("metrics: at least one metric is required")
+        names = [m.name for m in self.metrics]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise PolicyError(f"metrics: duplicate names {duplicates}")
+        _check_int("min_requests", self.min_requests, 0, 10**9)
+        _check_int("min_tenant_requests", self.min_tenant_requests, 2, 10**9)
+        _check_choice("correction", self.correction, CORRECTIONS)
+        _check_range("pass_score", self.pass_score, 0.0, 100.0)
+        _check_range("marginal_score", self.marginal_score, 0.0, 100.0)
+        if self.marginal_score > self.pass_score:
+            raise PolicyError(
+                f"marginal_score ({self.marginal_score}) must not exceed "
+                f"pass_score ({self.pass_score})"
+            )
+        _check_int("interim_looks", self.interim_looks, 0, 10_000)
+        _check_range("interim_alpha_share", self.interim_alpha_share, 0.0, 0.9)
+
+    @property
+    def alpha(self) -> float:
+        return 1.0 - self.confidence
+
+    def look_alpha(self, *, interim: bool) -> float:
+        """The alpha one look may spend; interim looks split their share evenly (Bonferroni)."""
+        if interim:
+            if self.interim_looks == 0:
+                return 0.0
+            return self.alpha * self.interim_alpha_share / self.interim_looks
+        share = self.interim_alpha_share if self.interim_looks else 0.0
+        return self.alpha * (1.0 - share)
+
+    def with_overrides(self, **changes: Any) -> JudgePolicy:
+        return replace(self, **changes)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any] | None) -> JudgePolicy:
+        """Parse the `judge:` section of a delivery config; unknown keys are errors."""
+        if data is None:
+            return cls()
+        if not isinstance(data, Mapping):
+            raise PolicyError(f"judge policy must be a mapping, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        _reject_unknown("judge", data, known)
+        kwargs: dict[str, Any] = {}
+        for key, value in data.items():
+            if key == "metrics":
+                kwargs[key] = _parse_metrics(value)
+            elif key in ("min_requests", "min_tenant_requests", "interim_looks"):
+                kwargs[key] = _as_int(f"judge.{key}", value)
+            elif key == "correction":
+                kwargs[key] = _as_str(f"judge.{key}", value)
+            else:
+                kwargs[key] = _as_float(f"judge.{key}", value)
+        return cls(**kwargs)
+
+
+def _parse_metrics(value: Any) -> tuple[MetricPolicy, ...]:
+    if not isinstance(value, list | tuple):
+        raise PolicyError(f"judge.metrics must be a list, got {type(value).__name__}")
+    known = {f.name for f in fields(MetricPolicy)}
+    parsed: list[MetricPolicy] = []
+    for index, item in enumerate(value):
+        where = f"judge.metrics[{index}]"
+        if not isinstance(item, Mapping):
+            raise PolicyError(f"{where} must be a mapping, got {type(item).__name__}")
+        _reject_unknown(where, item, known)
+        for required in ("name", "kind"):
+            if required not in item:
+                raise PolicyError(f"{where}: missing required key {required!r}")
+        kwargs: dict[str, Any] = {}
+        for key, raw in item.items():
+            if key in ("tolerance", "weight", "quantile"):
+                kwargs[key] = _as_float(f"{where}.{key}", raw)
+            elif key in ("critical", "per_tenant"):
+                if not isinstance(raw, bool):
+                    raise PolicyError(f"{where}.{key} must be true or false, got {raw!r}")
+                kwargs[key] = raw
+            else:
+                kwargs[key] = _as_str(f"{where}.{key}", raw)
+        try:
+            parsed.append(MetricPolicy(**kwargs))
+        except PolicyError as exc:
+            raise PolicyError(f"{where}: {exc}") from None
+    return tuple(parsed)
+
+
+def _reject_unknown(where: str, data: Mapping[str, Any], known: set[str]) -> None:
+    unknown = sorted(str(k) for k in data if k not in known)
+    if unknown:
+        raise PolicyError(f"{where}: unknown keys {unknown}; known keys are {sorted(known)}")
+
+
+def _as_float(where: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PolicyError(f"{where} must be a number, got {value!r}")
+    return float(value)
+
+
+def _as_int(where: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PolicyError(f"{where} must be an integer, got {value!r}")
+    return value
+
+
+def _as_str(where: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise PolicyError(f"{where} must be a string, got {value!r}")
+    return value
+
+
+def _check_choice(where: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise PolicyError(f"{where} must be one of {list(choices)}, got {value!r}")
+
+
+def _check_range(where: str, value: float, low: float, high: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise PolicyError(f"{where} must be a finite number, got {value!r}")
+    if not low <= value <= high:
+        raise PolicyError(f"{where} must be within [{low}, {high}], got {value!r}")
+
+
+def _check_int(where: str, value: int, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PolicyError(f"{where} must be an integer, got {value!r}")
+    if not low <= value <= high:
+        raise PolicyError(f"{where} must be within [{low}, {high}], got {value}")

@@ -1,0 +1,195 @@
+"""Statistics the judge needs, vectorised over scopes (aggregate + tenants). Pure numpy/scipy.
+
+Why these and not the textbook calls, briefly:
+- Mann-Whitney U from bucket counts: latency arrives as histogram buckets, i.e. ordinal data
+  with heavy ties. U with mid-ranks and the tie-corrected normal approximation can be computed
+  from the counts in O(buckets), and equals scipy.stats.mannwhitneyu(method="asymptotic") on the
+  expanded samples (tests/pipelines/test_judge_stats.py proves it). Because the test is
+  rank-based, the value chosen to represent a bucket does not change it at all.
+- Fisher's exact test on counts for error ratios: exact for binomial counts, and its smallest
+  attainable p-value given the margins lets Tarone's rule drop tenants that cannot reach
+  significance from the multiple-comparison family, which buys power for the tenants that can.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+from scipy import stats
+
+Alternative = Literal["greater", "less", "two-sided"]
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+
+def mann_whitney_from_counts(
+    canary: FloatArray, baseline: FloatArray, alternative: Alternative
+) -> tuple[FloatArray, FloatArray]:
+    """U statistic of the canary and its p-value, per row of bucket counts (shape S x B).
+
+    Continuity-corrected normal approximation with the tie correction, as
+    scipy.stats.mannwhitneyu(method="asymptotic", use_continuity=True). Rows where either side
+    is empty get p = 1.
+    """
+    c = np.asarray(canary, dtype=np.float64)
+    b = np.asarray(baseline, dtype=np.float64)
+    n1 = c.sum(axis=-1)
+    n2 = b.sum(axis=-1)
+    below = np.cumsum(b, axis=-1) - b  # baseline counts strictly below each bucket
+    u = (c * (below + 0.5 * b)).sum(axis=-1)
+    n = n1 + n2
+    ties = c + b
+    tie_term = (ties**3 - ties).sum(axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        variance = n1 * n2 / 12.0 * ((n + 1.0) - tie_term / (n * (n - 1.0)))
+        sd = np.sqrt(variance)
+        mean = n1 * n2 / 2.0
+        if alternative == "greater":
+            z = (u - mean - 0.5) / sd
+            p = stats.norm.sf(z)
+        elif alternative == "less":
+            z = (u - mean + 0.5) / sd
+            p = stats.norm.cdf(z)
+        else:
+            z = (np.abs(u - mean) - 0.5) / sd
+            p = np.minimum(1.0, 2.0 * stats.norm.sf(z))
+    p = np.where((n1 > 0) & (n2 > 0) & (variance > 0), p, 1.0)
+    return u, np.asarray(p, dtype=np.float64)
+
+
+def fisher_exact(
+    events_c: FloatArray,
+    n_c: FloatArray,
+    events_b: FloatArray,
+    n_b: FloatArray,
+    alternative: Alternative,
+) -> tuple[FloatArray, FloatArray]:
+    """One- or two-sided Fisher exact p-values and the smallest p attainable given the margins.
+
+    Counts are rounded: Prometheus' increase() extrapolates to fractional counts.
+    """
+    ec = np.rint(np.asarray(events_c, dtype=np.float64))
+    eb = np.rint(np.asarray(events_b, dtype=np.float64))
+    nc = np.maximum(np.rint(np.asarray(n_c, dtype=np.float64)), ec)
+    nb = np.maximum(np.rint(np.asarray(n_b, dtype=np.float64)), eb)
+    total = nc + nb
+    events = ec + eb
+    greater = stats.hypergeom.sf(ec - 1, total, events, nc)
+    less = stats.hypergeom.cdf(ec, total, events, nc)
+    min_greater = stats.hypergeom.sf(np.minimum(events, nc) - 1, total, events, nc)
+    min_less = stats.hypergeom.cdf(np.maximum(0.0, events - nb), total, events, nc)
+    if alternative == "greater":
+        p, p_min = greater, min_greater
+    elif alternative == "less":
+        p, p_min = less, min_less
+    else:
+        p = np.minimum(1.0, 2.0 * np.minimum(greater, less))
+        p_min = np.minimum(1.0, 2.0 * np.minimum(min_greater, min_less))
+    empty = (nc <= 0) | (nb <= 0)
+    p = np.where(empty, 1.0, np.nan_to_num(p, nan=1.0))
+    p_min = np.where(empty, 1.0, np.nan_to_num(p_min, nan=1.0))
+    return np.asarray(np.clip(p, 0.0, 1.0)), np.asarray(np.clip(p_min, 0.0, 1.0))
+
+
+def tarone_testable(p_min: FloatArray, alpha: float) -> BoolArray:
+    """Tarone's rule: the tests that can reach significance at alpha / K, with the smallest K
+    such that at most K tests can. Untestable tests can never reject, so leaving them out of
+    the correction keeps the family-wise error rate and raises the power of the others."""
+    p_min = np.asarray(p_min, dtype=np.float64)
+    m = p_min.size
+    if m == 0:
+        return np.zeros(0, dtype=bool)
+    for k in range(1, m + 1):
+        testable = p_min <= alpha / k
+        if int(testable.sum()) <= k:
+            return np.asarray(testable)
+    return np.ones(m, dtype=bool)
+
+
+def adjust_p_values(p: FloatArray, method: Literal["holm", "bonferroni", "bh"]) -> FloatArray:
+    """Multiplicity-adjusted p-values (compare with alpha): Holm and Bonferroni control the
+    family-wise error rate, Benjamini-Hochberg the false discovery rate."""
+    p = np.asarray(p, dtype=np.float64)
+    m = p.size
+    if m == 0:
+        return p.copy()
+    if method == "bonferroni":
+        return np.minimum(1.0, p * m)
+    order = np.argsort(p, kind="stable")
+    ranked = p[order]
+    adjusted = np.empty(m, dtype=np.float64)
+    if method == "holm":
+        steps = np.maximum.accumulate(ranked * (m - np.arange(m)))
+    else:
+        scaled = ranked * m / np.arange(1, m + 1)
+        steps = np.minimum.accumulate(scaled[::-1])[::-1]
+    adjusted[order] = np.minimum(1.0, steps)
+    return adjusted
+
+
+def histogram_quantile(counts: FloatArray, bounds: FloatArray, q: FloatArray | float) -> FloatArray:
+    """Quantile per row of non-cumulative bucket counts (last bucket +Inf), interpolating
+    linearly within a bucket as Prometheus' histogram_quantile does. NaN for empty rows; the
+    highest finite bound when the quantile falls in the +Inf bucket."""
+    c = np.atleast_2d(np.asarray(counts, dtype=np.float64))
+    edges = np.asarray(bounds, dtype=np.float64)
+    total = c.sum(axis=-1)
+    cum = np.cumsum(c, axis=-1)
+    rank = np.broadcast_to(np.asarray(q, dtype=np.float64), total.shape) * total
+    index = np.argmax(cum >= rank[:, None] - 1e-12 * np.maximum(total[:, None], 1.0), axis=-1)
+    rows = np.arange(c.shape[0])
+    lower = np.where(index > 0, edges[np.clip(index - 1, 0, edges.size - 1)], 0.0)
+    upper = edges[np.clip(index, 0, edges.size - 1)]
+    in_bucket = c[rows, index]
+    before = cum[rows, index] - in_bucket
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fraction = np.where(in_bucket > 0, (rank - before) / in_bucket, 1.0)
+    value = lower + (upper - lower) * np.clip(fraction, 0.0, 1.0)
+    value = np.where(index >= edges.size, edges[-1], value)
+    return np.asarray(np.where(total > 0, value, np.nan))
+
+
+def quantile_interval(
+    counts: FloatArray, bounds: FloatArray, q: float, confidence: float
+) -> tuple[FloatArray, FloatArray]:
+    """Distribution-free confidence interval for a quantile: binomial order statistics mapped
+    through the interpolated histogram."""
+    c = np.atleast_2d(np.asarray(counts, dtype=np.float64))
+    n = np.maximum(np.rint(c.sum(axis=-1)), 1.0)
+    tail = (1.0 - confidence) / 2.0
+    low_rank = stats.binom.ppf(tail, n, q)
+    high_rank = stats.binom.ppf(1.0 - tail, n, q) + 1.0
+    low = histogram_quantile(c, bounds, np.clip(low_rank / n, 0.0, 1.0))
+    high = histogram_quantile(c, bounds, np.clip(high_rank / n, 0.0, 1.0))
+    return low, high
+
+
+def ratio_difference_interval(
+    events_c: FloatArray,
+    n_c: FloatArray,
+    events_b: FloatArray,
+    n_b: FloatArray,
+    confidence: float,
+) -> tuple[FloatArray, FloatArray]:
+    """Agresti-Caffo interval for canary ratio - baseline ratio (add one event and one
+    non-event per side): simple, and well behaved at zero errors, unlike Wald."""
+    z = float(stats.norm.ppf(0.5 + confidence / 2.0))
+    pc = (np.asarray(events_c) + 1.0) / (np.asarray(n_c) + 2.0)
+    pb = (np.asarray(events_b) + 1.0) / (np.asarray(n_b) + 2.0)
+    half = z * np.sqrt(pc * (1 - pc) / (np.asarray(n_c) + 2.0) + pb * (1 - pb) / (n_b + 2.0))
+    centre = pc - pb
+    return np.asarray(centre - half), np.asarray(centre + half)
+
+
+def rate_ratio_interval(
+    total_c: FloatArray, total_b: FloatArray, confidence: float
+) -> tuple[FloatArray, FloatArray]:
+    """Interval for canary/baseline - 1 of two Poisson totals (log-normal approximation)."""
+    z = float(stats.norm.ppf(0.5 + confidence / 2.0))
+    c = np.asarray(total_c, dtype=np.float64) + 0.5
+    b = np.asarray(total_b, dtype=np.float64) + 0.5
+    centre = np.log(c / b)
+    half = z * np.sqrt(1.0 / c + 1.0 / b)
+    return np.asarray(np.exp(centre - half) - 1.0), np.asarray(np.exp(centre + half) - 1.0)
