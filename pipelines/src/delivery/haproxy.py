@@ -1,0 +1,111 @@
+"""HAProxy as the local gateway: a config file once, then weights through the runtime API.
+
+One backend with three fixed server slots (stable, baseline, canary). Deliveries never reload
+HAProxy: they point a slot at a process (`set server ... addr`) and set its weight, which is how
+the HTTPRoute weights behave on EKS.
+"""
+
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+TRACKS = ("stable", "baseline", "canary")
+BACKEND = "image"
+
+
+class HAProxyError(RuntimeError):
+    pass
+
+
+def render_config(*, port: int, stats_socket: Path, stable_port: int) -> str:
+    # Idle slots point at a closed port with weight 0 and in maintenance: they take no traffic.
+    servers = "\n".join(
+        f"  server {track} 127.0.0.1:{stable_port if track == 'stable' else 9} "
+        f"weight {100 if track == 'stable' else 0}{'' if track == 'stable' else ' disabled'}"
+        for track in TRACKS
+    )
+    return f"""# Written by delivery.local_env; weights change at runtime, never here.
+global
+  stats socket {stats_socket} mode 600 level admin
+  maxconn 1024
+
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 30s
+  timeout server 30s
+  retries 0
+
+frontend gateway
+  bind 127.0.0.1:{port}
+  http-request use-service prometheus-exporter if {{ path /haproxy-metrics }}
+  default_backend {BACKEND}
+
+backend {BACKEND}
+  balance roundrobin
+{servers}
+"""
+
+
+@dataclass(frozen=True)
+class ServerState:
+    name: str
+    address: str
+    weight: int
+    admin_state: str
+
+
+class Runtime:
+    """The runtime API over the admin socket: one command per connection."""
+
+    def __init__(self, socket_path: Path, timeout: float = 2.0) -> None:
+        self.socket_path = socket_path
+        self.timeout = timeout
+
+    def command(self, line: str) -> str:
+        if "\n" in line:
+            raise HAProxyError("one command per call")
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(self.timeout)
+                sock.connect(str(self.socket_path))
+                sock.sendall(line.encode() + b"\n")
+                chunks = []
+                while chunk := sock.recv(65536):
+                    chunks.append(chunk)
+        except OSError as exc:
+            raise HAProxyError(f"HAProxy runtime API at {self.socket_path}: {exc}") from exc
+        reply = b"".join(chunks).decode(errors="replace").strip()
+        lowered = reply.lower()
+        if any(word in lowered for word in ("unknown command", "no such", "invalid", "require")):
+            raise HAProxyError(f"HAProxy refused {line!r}: {reply}")
+        return reply
+
+    def point(self, track: str, port: int) -> None:
+        self.command(f"set server {BACKEND}/{track} addr 127.0.0.1 port {port}")
+
+    def set_weight(self, track: str, weight: int) -> None:
+        if not 0 <= weight <= 256:
+            raise HAProxyError(f"weight {weight} is outside HAProxy's 0..256")
+        self.command(f"set weight {BACKEND}/{track} {weight}")
+        self.command(f"set server {BACKEND}/{track} state {'ready' if weight else 'maint'}")
+
+    def servers(self) -> dict[str, ServerState]:
+        """Current address, weight and admin state per slot, from `show servers state`."""
+        reply = self.command(f"show servers state {BACKEND}")
+        lines = [ln for ln in reply.splitlines() if ln and not ln.startswith("#")]
+        out: dict[str, ServerState] = {}
+        for line in lines[1:] if lines and lines[0].strip() == "1" else lines:
+            cols = line.split()
+            if len(cols) < 19:
+                continue
+            # Columns (format 1): be_id be_name srv_id srv_name srv_addr srv_op_state
+            # srv_admin_state srv_uweight srv_iweight ... srv_port is column 18.
+            admin = int(cols[6])
+            out[cols[3]] = ServerState(
+                name=cols[3],
+                address=f"{cols[4]}:{cols[18]}",
+                weight=int(cols[7]),
+                admin_state="maint" if admin & 0x01 or admin & 0x02 else "ready",
+            )
+        return out

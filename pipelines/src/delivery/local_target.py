@@ -1,0 +1,145 @@
+"""`LocalTarget`: the `Target` protocol over the local environment (processes + HAProxy weights)."""
+
+from pathlib import Path
+
+import testinfra
+
+from delivery import postdeploy, procs, versions
+from delivery.config import LocalSettings
+from delivery.delta import Preview, ResourceOp
+from delivery.local_env import LocalEnvironment
+from delivery.target import Check, TargetError, TargetState, VersionInfo
+from delivery.versions import Launch
+
+SERVICE_TYPE = "local:process:ImageService"
+
+
+class LocalTarget:
+    def __init__(self, repo: Path, settings: LocalSettings, env_name: str = "local") -> None:
+        self.repo = repo
+        self.settings = settings
+        self.env = LocalEnvironment(repo, settings, env_name)
+        self._pending: dict[str, Launch] = {}
+
+    # --- environment -----------------------------------------------------------------------
+    def initial_stable(self) -> Launch:
+        info, source = versions.resolve(
+            self.repo, self.settings.initial_stable, self.settings.versions
+        )
+        return versions.materialise(
+            self.repo, self.env.versions_dir, info, source, self.env.runtime_python()
+        )
+
+    def up(self) -> None:
+        stable = self.env.track("stable")
+        self.env.up(None if stable is not None else self.initial_stable())
+
+    def down(self) -> None:
+        self.env.down()
+
+    # --- Target ----------------------------------------------------------------------------
+    def resolve(self, version: str) -> VersionInfo:
+        info, source = versions.resolve(self.repo, version, self.settings.versions)
+        self._pending[info.version] = versions.materialise(
+            self.repo, self.env.versions_dir, info, source, self.env.runtime_python()
+        )
+        return info
+
+    def state(self) -> TargetState:
+        data = self.env.read()
+        tracks = data.get("tracks", {})
+        return TargetState(
+            stable_version=tracks.get("stable", {}).get("version", ""),
+            canary_version=tracks.get("canary", {}).get("version", ""),
+            canary_weight=int(data.get("weight", 0)),
+        )
+
+    def preview(self, version: VersionInfo) -> Preview:
+        urn = f"urn:local:{self.env.env_name}::{SERVICE_TYPE}::"
+        return Preview(
+            ops=(
+                ResourceOp(urn + "canary", SERVICE_TYPE, "create"),
+                ResourceOp(urn + "baseline", SERVICE_TYPE, "create"),
+                ResourceOp(urn + "stable", SERVICE_TYPE, "same"),
+            ),
+            change_summary={"create": 2, "same": 1},
+        )
+
+    def start_canary(self, version: VersionInfo) -> None:
+        stable = self.env.track("stable")
+        if stable is None:
+            raise TargetError("no stable version runs: run `deliver env up --env local` first")
+        launch = self._pending.get(version.version)
+        if launch is None:
+            raise TargetError(f"version {version.version} was not resolved first")
+        self.env.start_service("baseline", stable.launch)
+        self.env.start_service("canary", launch)
+        self.env.write_targets()
+        rt = self.env.runtime
+        for track in ("baseline", "canary"):
+            run = self.env.track(track)
+            assert run is not None
+            rt.point(track, run.proc.port)
+        self.set_weight(0)
+
+    def post_deploy_checks(self) -> list[Check]:
+        run = self.env.track("canary")
+        if run is None:
+            raise TargetError("no canary runs")
+        venv = Path(run.launch.argv[0]).parent.parent  # the venv, not its interpreter
+        spec = postdeploy.CheckSpec(
+            pid=run.proc.pid,
+            expected_listen=frozenset({f"127.0.0.1:{run.proc.port}"}),
+            libvips_prefix=str(venv),
+        )
+        return postdeploy.run_checks(testinfra.get_host("local://"), spec)
+
+    def set_weight(self, weight: int) -> None:
+        if not 0 <= weight <= 50:
+            raise TargetError(f"canary weight {weight} is outside 0..50")
+        rt = self.env.runtime
+        # HAProxy weights are relative: stable + baseline + canary always sum to 100 here.
+        for track, value in (
+            ("canary", weight),
+            ("baseline", weight),
+            ("stable", 100 - 2 * weight),
+        ):
+            if self.env.track(track) is not None or track == "stable":
+                rt.set_weight(track, value)
+        with self.env.locked() as state:
+            state["weight"] = weight
+
+    def promote(self) -> None:
+        canary = self.env.track("canary")
+        old = self.env.track("stable")
+        if canary is None:
+            raise TargetError("no canary to promote")
+        # A new stable process (track label stable) takes over before anything is removed.
+        new = self.env.start_service("stable", canary.launch)
+        self.env.write_targets()
+        rt = self.env.runtime
+        rt.point("stable", new.proc.port)
+        rt.set_weight("stable", 100)
+        for track in ("canary", "baseline"):
+            rt.set_weight(track, 0)
+        with self.env.locked() as state:
+            state["weight"] = 0
+        if old is not None:
+            procs.stop(old.proc)
+        for track in ("canary", "baseline"):
+            self.env.stop_track(track)
+        self.env.write_targets()
+
+    def abort(self) -> None:
+        rt = self.env.runtime
+        rt.set_weight("stable", 100)
+        for track in ("canary", "baseline"):
+            rt.set_weight(track, 0)
+        with self.env.locked() as state:
+            state["weight"] = 0
+        for track in ("canary", "baseline"):
+            self.env.stop_track(track)
+        self.env.write_targets()
+
+    def metrics_url(self) -> str:
+        return self.env.prometheus_url()

@@ -1,0 +1,36 @@
+"""The local Prometheus: a config with a file-based target list the environment rewrites."""
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+
+def render_config(
+    *, targets_file: Path, scrape_interval: float, rule_files: Iterable[Path] = ()
+) -> str:
+    interval = f"{int(scrape_interval * 1000)}ms"
+    rules = "".join(f"\n  - {path}" for path in rule_files)
+    return f"""# Written by delivery.local_env.
+global:
+  scrape_interval: {interval}
+  scrape_timeout: {interval}
+  evaluation_interval: {interval}
+rule_files:{rules or " []"}
+scrape_configs:
+  - job_name: image-service
+    honor_labels: true  # track and version come from the service itself
+    file_sd_configs:
+      - files: [{targets_file}]
+        refresh_interval: {interval}
+"""
+
+
+def write_targets(targets_file: Path, targets: dict[str, int]) -> None:
+    """Atomically replace the target list: {track: port}."""
+    doc = [
+        {"targets": [f"127.0.0.1:{port}"], "labels": {"slot": track}}
+        for track, port in sorted(targets.items())
+    ]
+    tmp = targets_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc))
+    tmp.replace(targets_file)
