@@ -1,0 +1,93 @@
+"""Image formats: magic-byte sniffing, container-integrity checks and output MIME types.
+
+Pure functions over bytes. The service decides the format itself and then insists that libvips
+agrees, so a file can never be routed to a loader (SVG, PDF, matrix...) that it did not ask for.
+"""
+
+from __future__ import annotations
+
+import struct
+
+INPUT_FORMATS = frozenset({"jpeg", "png", "webp", "gif", "avif"})
+OUTPUT_FORMATS = ("jpeg", "png", "webp", "avif", "gif")
+ANIMATED_OUTPUTS = frozenset({"gif", "webp"})
+ALPHA_OUTPUTS = frozenset({"png", "webp", "avif", "gif"})
+
+LOADERS = {
+    "jpeg": "jpegload_buffer",
+    "png": "pngload_buffer",
+    "webp": "webpload_buffer",
+    "gif": "gifload_buffer",
+    "avif": "heifload_buffer",
+}
+MIME_TYPES = {
+    "jpeg": "image/jpeg",
+    "png": "image/png",
+    "webp": "image/webp",
+    "avif": "image/avif",
+    "gif": "image/gif",
+}
+EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "avif": "avif", "gif": "gif"}
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def sniff(data: bytes) -> str | None:
+    """The format named by the leading magic bytes, or None."""
+    if data[:3] == b"\xff\xd8\xff":
+        return "jpeg"
+    if data[:8] == PNG_MAGIC:
+        return "png"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    if data[4:8] == b"ftyp":
+        brands = data[8:12] + data[16 : min(len(data), 8 + struct.unpack(">I", data[:4])[0])]
+        if any(brands[i : i + 4] in (b"avif", b"avis") for i in range(0, len(brands) - 3, 4)):
+            return "avif"
+    return None
+
+
+def _png_end(data: bytes) -> int | None:
+    pos = len(PNG_MAGIC)
+    while pos + 12 <= len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        kind = data[pos + 4 : pos + 8]
+        pos += 12 + length
+        if kind == b"IEND":
+            return pos
+    return None
+
+
+def _bmff_end(data: bytes) -> int | None:
+    pos = 0
+    while pos + 8 <= len(data):
+        size = int.from_bytes(data[pos : pos + 4], "big")
+        if size == 1 and pos + 16 <= len(data):
+            size = int.from_bytes(data[pos + 8 : pos + 16], "big")
+        elif size == 0:  # box runs to the end of the file
+            return len(data)
+        if size < 8:
+            return None
+        pos += size
+    return pos
+
+
+def container_intact(fmt: str, data: bytes) -> bool:
+    """True when the container ends exactly where the file does.
+
+    Trailing bytes after the image's own end marker are how polyglots (image + HTML/ZIP/JS)
+    are built; a truncated container fails this too, before any decoding.
+    """
+    if fmt == "jpeg":
+        return data.endswith(b"\xff\xd9")
+    if fmt == "png":
+        return _png_end(data) == len(data)
+    if fmt == "gif":
+        return data.endswith(b"\x3b")
+    if fmt == "webp":
+        return len(data) >= 12 and struct.unpack("<I", data[4:8])[0] + 8 == len(data)
+    if fmt == "avif":
+        return _bmff_end(data) == len(data)
+    return False

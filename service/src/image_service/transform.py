@@ -1,0 +1,211 @@
+"""libvips work: validate an upload, and render one rendition. Runs only in worker threads."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pyvips
+
+from image_service.config import Limits
+from image_service.errors import ApiError
+from image_service.formats import ANIMATED_OUTPUTS, LOADERS, container_intact, sniff
+from image_service.geometry import VIPS_DIRECTIONS, covering_size, crop_offsets
+from image_service.options import RenditionOptions
+
+# Bump when rendering changes output bytes for the same options: it is part of every cache key.
+RENDER_VERSION = "r1"
+UNBOUNDED = 10_000_000
+THUMB_CROPS = {"center": "centre", "attention": "attention", "entropy": "entropy"}
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    format: str
+    width: int  # as displayed, after EXIF orientation
+    height: int  # one frame
+    frames: int
+
+
+@dataclass(frozen=True)
+class Rendered:
+    data: bytes
+    width: int
+    height: int
+
+
+def vips_version() -> str:
+    return f"{pyvips.version(0)}.{pyvips.version(1)}.{pyvips.version(2)}"
+
+
+def harden_libvips(concurrency: int) -> None:
+    """Process-wide libvips settings, called once at start."""
+    # Loaders for untrusted formats (and SVG, which can reach external files) are refused
+    # outright, on top of the service only ever calling the loader it sniffed.
+    pyvips.block_untrusted_set(True)
+    pyvips.operation_block_set("VipsForeignLoadSvg", True)
+    # Renditions are stored, so libvips' operation cache would only hold memory.
+    pyvips.cache_set_max(0)
+    pyvips.cache_set_max_mem(0)
+    pyvips.concurrency_set(concurrency)
+
+
+def _load(data: bytes, fmt: str, all_frames: bool, **extra: Any) -> pyvips.Image:
+    loader = getattr(pyvips.Image, LOADERS[fmt])
+    if all_frames and fmt in ("gif", "webp"):
+        extra["n"] = -1
+    return loader(data, **extra)
+
+
+def _frames(image: pyvips.Image) -> int:
+    return int(image.get("n-pages")) if image.get_typeof("n-pages") else 1
+
+
+def _display_size(image: pyvips.Image, frames: int) -> tuple[int, int]:
+    width, height = image.width, image.height // max(1, frames)
+    orientation = int(image.get("orientation")) if image.get_typeof("orientation") else 1
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+def probe(data: bytes, allowed: frozenset[str], limits: Limits) -> ImageInfo:
+    """Validate an upload for real: format, container, header limits, then a full decode."""
+    if not data:
+        raise ApiError(400, "empty_body", "the request body is empty")
+    fmt = sniff(data)
+    if fmt is None:
+        raise ApiError(415, "unsupported_format", "not a JPEG, PNG, WebP, GIF or AVIF image")
+    if fmt not in allowed:
+        raise ApiError(415, "format_not_allowed", f"{fmt} uploads are not allowed for this tenant")
+    if not container_intact(fmt, data):
+        raise ApiError(
+            422, "invalid_image", f"the {fmt} container is truncated or has trailing data"
+        )
+    try:
+        header = _load(data, fmt, all_frames=True)
+        loader = header.get("vips-loader")
+    except pyvips.Error as exc:
+        raise ApiError(422, "invalid_image", f"cannot read the {fmt} header") from exc
+    if loader != LOADERS[fmt]:
+        raise ApiError(415, "unsupported_format", f"file claims {fmt} but decodes as {loader}")
+    frames = _frames(header)
+    if frames > limits.max_frames:
+        raise ApiError(
+            422, "too_many_frames", f"{frames} frames exceed the limit of {limits.max_frames}"
+        )
+    width, height = _display_size(header, frames)
+    pixels = width * height * frames
+    if pixels > limits.max_input_pixels:
+        raise ApiError(
+            422,
+            "image_too_large",
+            f"{width}x{height}x{frames} frames = {pixels} pixels exceed the limit of "
+            f"{limits.max_input_pixels}",
+        )
+    try:
+        # Decode every pixel once; JPEG at 1/8 scale still entropy-decodes the whole stream.
+        extra: dict[str, Any] = {"shrink": 8} if fmt == "jpeg" else {}
+        _load(data, fmt, all_frames=True, fail_on="error", access="sequential", **extra).avg()
+    except pyvips.Error as exc:
+        raise ApiError(422, "invalid_image", f"the {fmt} data does not decode") from exc
+    return ImageInfo(fmt, width, height, frames)
+
+
+def _save(image: pyvips.Image, fmt: str, quality: int) -> bytes:
+    # keep="none" strips EXIF (GPS!), XMP, IPTC and ICC; pixels are already sRGB.
+    if fmt == "jpeg":
+        out = image.jpegsave_buffer(Q=quality, keep="none")
+    elif fmt == "png":
+        out = image.pngsave_buffer(compression=6, keep="none")
+    elif fmt == "webp":
+        out = image.webpsave_buffer(Q=quality, keep="none")
+    elif fmt == "avif":
+        out = image.heifsave_buffer(Q=quality, compression="av1", keep="none")
+    else:
+        out = image.gifsave_buffer(keep="none")
+    return bytes(out)
+
+
+def render(
+    data: bytes,
+    options: RenditionOptions,
+    out_format: str,
+    limits: Limits,
+    background: tuple[int, int, int],
+) -> Rendered:
+    """Resize, colour-manage, strip and encode one rendition of a stored (validated) original."""
+    src_format = sniff(data) or "jpeg"
+    header = _load(data, src_format, all_frames=True)
+    frames = _frames(header)
+    animated = frames > 1 and out_format in ANIMATED_OUTPUTS
+    src_w, src_h = _display_size(header, frames)
+    box_w, box_h = options.target_size()
+    fit = options.fit
+    gravity = options.gravity
+
+    def thumb(width: int, height: int, **extra: Any) -> pyvips.Image:
+        # thumbnail_buffer shrinks on load, honours EXIF orientation and converts through the
+        # embedded ICC profile (CMYK included) to sRGB.
+        return pyvips.Image.thumbnail_buffer(
+            data,
+            width,
+            height=height,
+            option_string="n=-1" if animated else "",
+            output_profile="srgb",
+            **extra,
+        )
+
+    if box_w is None and box_h is None:
+        image = thumb(UNBOUNDED, UNBOUNDED, size="down")
+    elif box_w is None or box_h is None or fit == "inside":
+        # Every other fit needs a box; with one side given they all mean "inside".
+        image = thumb(box_w or UNBOUNDED, box_h or UNBOUNDED)
+    elif fit == "fill":
+        image = thumb(box_w, box_h, size="force")
+    elif fit == "outside":
+        image = thumb(*covering_size(src_w, src_h, box_w, box_h), size="force")
+    elif fit == "cover":
+        if gravity in THUMB_CROPS or animated:
+            # Compass crops of animations fall back to the centre (thumbnail crops per frame).
+            image = thumb(box_w, box_h, crop=THUMB_CROPS.get(gravity, "centre"))
+        else:
+            image = thumb(*covering_size(src_w, src_h, box_w, box_h), size="force")
+            left, top = crop_offsets(image.width, image.height, box_w, box_h, gravity)
+            image = image.crop(left, top, box_w, box_h)
+    else:  # contain
+        image = thumb(box_w, box_h)
+        if not animated and (image.width, image.height) != (box_w, box_h):
+            fill = [*background, 0] if image.hasalpha() else list(background)
+            direction = VIPS_DIRECTIONS.get(gravity, "centre")
+            image = image.gravity(direction, box_w, box_h, extend="background", background=fill)
+
+    page_height = image.get_page_height() if animated else image.height
+    if max(image.width, page_height) > limits.max_output_dimension:
+        raise ApiError(
+            422,
+            "output_too_large",
+            f"the rendition would be {image.width}x{page_height} px; the limit is "
+            f"{limits.max_output_dimension} px per side",
+        )
+    if out_format == "jpeg" and image.hasalpha():
+        image = image.flatten(background=list(background))
+
+    deadline = time.monotonic() + limits.max_processing_seconds
+
+    def on_eval(img: pyvips.Image, _progress: object) -> None:
+        if time.monotonic() > deadline:
+            img.set_kill(True)
+
+    image.set_progress(True)
+    image.signal_connect("eval", on_eval)
+    try:
+        out = _save(image, out_format, options.quality)
+    except pyvips.Error as exc:
+        if time.monotonic() > deadline:
+            raise ApiError(
+                422,
+                "processing_timeout",
+                f"rendering took longer than {limits.max_processing_seconds} s",
+            ) from exc
+        raise
+    return Rendered(out, image.width, page_height)
