@@ -313,14 +313,14 @@ def _scopes(
     n_c = lat_c.sum(axis=1)
     n_b = lat_b.sum(axis=1)
     q = metric.quantile
-    v_c = histogram_quantile(lat_c, bounds, q)
-    v_b = histogram_quantile(lat_b, bounds, q)
+    both = np.concatenate([lat_c, lat_b])  # one vectorised call for both tracks
+    v_c, v_b = np.split(histogram_quantile(both, bounds, q), 2)
     with np.errstate(divide="ignore", invalid="ignore"):
         effect = np.where(v_b > 0, v_c / v_b - 1.0, np.nan)
     # Each quantile at (1+confidence)/2 so that the ratio interval holds jointly.
-    half = (1.0 + confidence) / 2.0
-    c_low, c_high = quantile_interval(lat_c, bounds, q, half)
-    b_low, b_high = quantile_interval(lat_b, bounds, q, half)
+    lows, highs = quantile_interval(both, bounds, q, (1.0 + confidence) / 2.0)
+    c_low, b_low = np.split(lows, 2)
+    c_high, b_high = np.split(highs, 2)
     with np.errstate(divide="ignore", invalid="ignore"):
         low = np.where(b_high > 0, c_low / b_high - 1.0, np.nan)
         high = np.where(b_low > 0, c_high / b_low - 1.0, np.nan)
@@ -476,27 +476,34 @@ def _arrays(series: TrackSeries, tenants: list[str], n_bounds: int, track: str) 
     requests = np.zeros((len(tenants), k))
     errors = np.zeros((len(tenants), k))
     latency = np.zeros((len(tenants), width))
-    has_latency = False
-    for t, tenant in enumerate(tenants):
-        intervals: tuple[Interval, ...] = series.tenants.get(tenant, ())
-        if not intervals:
-            continue
-        # Tenants seen in fewer intervals are missing the earliest ones (first request later).
-        offset = k - len(intervals)
-        req = np.fromiter((iv.requests for iv in intervals), np.float64, len(intervals))
-        err = np.fromiter((iv.errors for iv in intervals), np.float64, len(intervals))
-        requests[t, offset:] = req
-        errors[t, offset:] = err
-        buckets = [iv.latency_counts for iv in intervals if iv.latency_counts]
-        if buckets:
-            matrix = np.asarray(buckets, dtype=np.float64)
-            if matrix.ndim != 2 or matrix.shape[1] != width:
-                raise ObservationError(
-                    f"{track}/{tenant}: latency_counts must have len(bounds) + 1 = {width} "
-                    f"entries (the last is +Inf)"
-                )
-            latency[t] = matrix.sum(axis=0)
-            has_latency = True
+    present = [t for t, tenant in enumerate(tenants) if series.tenants.get(tenant)]
+    flat = [iv for tenant in tenants for iv in series.tenants.get(tenant, ())]
+    widths = {len(iv.latency_counts) for iv in flat}
+    if widths - {0, width}:
+        raise ObservationError(
+            f"{track}: latency_counts must have len(bounds) + 1 = {width} entries "
+            f"(the last is +Inf), or none; got lengths {sorted(widths)}"
+        )
+    has_latency = width in widths
+    if lengths == {k} and len(present) == len(tenants) and widths == {width}:
+        # The usual shape, every tenant on every interval with a histogram: one array each.
+        requests = np.fromiter((iv.requests for iv in flat), np.float64, len(flat))
+        errors = np.fromiter((iv.errors for iv in flat), np.float64, len(flat))
+        requests = requests.reshape(len(tenants), k)
+        errors = errors.reshape(len(tenants), k)
+        matrix = np.asarray([iv.latency_counts for iv in flat], dtype=np.float64)
+        latency = matrix.reshape(len(tenants), k, width).sum(axis=1)
+    else:
+        for t in present:
+            intervals: tuple[Interval, ...] = series.tenants[tenants[t]]
+            # A tenant seen in fewer intervals misses the earliest ones (its first request
+            # came later), so its intervals are aligned to the end of the window.
+            offset = k - len(intervals)
+            requests[t, offset:] = [iv.requests for iv in intervals]
+            errors[t, offset:] = [iv.errors for iv in intervals]
+            buckets = [iv.latency_counts for iv in intervals if iv.latency_counts]
+            if buckets:
+                latency[t] = np.asarray(buckets, dtype=np.float64).sum(axis=0)
     for name, values in (("requests", requests), ("errors", errors), ("latency", latency)):
         if not np.all(np.isfinite(values)) or np.any(values < 0):
             raise ObservationError(f"{track}: {name} must be finite and non-negative")
