@@ -104,8 +104,11 @@ def probe(data: bytes, allowed: frozenset[str], limits: Limits) -> ImageInfo:
         )
     try:
         # Decode every pixel once; JPEG at 1/8 scale still entropy-decodes the whole stream.
-        extra: dict[str, Any] = {"shrink": 8} if fmt == "jpeg" else {}
-        _load(data, fmt, all_frames=True, fail_on="error", access="sequential", **extra).avg()
+        # libjpeg reports a truncated scan only as a warning, so JPEG is held to "warning";
+        # other formats to "error" (libpng warns about harmless things such as old sRGB chunks).
+        extra: dict[str, Any] = {"shrink": 8, "fail_on": "warning"} if fmt == "jpeg" else {}
+        extra.setdefault("fail_on", "error")
+        _load(data, fmt, all_frames=True, access="sequential", **extra).avg()
     except pyvips.Error as exc:
         raise ApiError(422, "invalid_image", f"the {fmt} data does not decode") from exc
     return ImageInfo(fmt, width, height, frames)
