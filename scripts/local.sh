@@ -1,5 +1,23 @@
 #!/usr/bin/env bash
-# The README's first command. Until the pipeline lands it runs the image service alone.
+# The README's first command (`make local`): bring up the local environment (service per track,
+# HAProxy, Prometheus, synthetic traffic), deliver the current working tree as a canary with live
+# progress, and end with the verdict tables and the ledger entry. Exit 0 means promoted.
+# Afterwards: `uv run deliver status --env local`, `deliver ledger`, `deliver dora`,
+# and `uv run deliver env down --env local` to stop everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec uv run --locked image-service
+export PATH="$PATH:/usr/sbin"  # haproxy lives in /usr/sbin on Debian
+if command -v uv >/dev/null 2>&1; then UV=(uv); else UV=(python3 -m uv); fi
+deliver() { "${UV[@]}" run --locked deliver "$@"; }
+
+echo "[local] bringing up the local environment (.state/local)"
+deliver env up --env local
+echo "[local] delivering the working tree as a canary"
+set +e
+deliver run --env local --version worktree
+status=$?
+set -e
+echo "[local] ledger (.state/ledger/local.jsonl):"
+deliver ledger --env local | tail -n 6
+deliver dora --env local
+exit $status

@@ -16,10 +16,13 @@ import secrets
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from delivery import haproxy, procs, prometheus_local
 from delivery.config import LocalSettings
@@ -214,6 +217,27 @@ class LocalEnvironment:
         tracks = self.read()["tracks"]
         ports = {name: int(t["proc"]["port"]) for name, t in tracks.items()}
         prometheus_local.write_targets(self.dir / "targets.json", ports)
+
+    def wait_scraped(self, timeout: float = 15.0) -> None:
+        """Block until Prometheus scrapes every recorded track (file discovery lags a little)."""
+        want = {f"127.0.0.1:{t['proc']['port']}" for t in self.read()["tracks"].values()}
+        url = f"{self.prometheus_url()}/api/v1/targets?state=active"
+        deadline = time.monotonic() + timeout
+        up: set[str] = set()
+        while time.monotonic() < deadline:
+            try:
+                body = httpx.get(url, timeout=2.0).json()
+                up = {
+                    t["labels"]["instance"]
+                    for t in body["data"]["activeTargets"]
+                    if t["health"] == "up"
+                }
+            except (httpx.HTTPError, ValueError, KeyError):
+                up = set()
+            if want <= up:
+                return
+            time.sleep(0.2)
+        raise TargetError(f"Prometheus does not scrape {sorted(want - up)} after {timeout}s")
 
     def _start_prometheus(self) -> Proc:
         port = procs.free_port()

@@ -81,6 +81,7 @@ class LocalTarget:
             assert run is not None
             rt.point(track, run.proc.port)
         self.set_weight(0)
+        self.env.wait_scraped()
 
     def post_deploy_checks(self) -> list[Check]:
         run = self.env.track("canary")
