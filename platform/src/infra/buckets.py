@@ -1,0 +1,206 @@
+"""S3: the images, Thanos and access-log buckets, each with every FSBP S3 control applied."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from infra import iam
+from infra.config import StorageConfig
+
+IMAGE_PREFIXES = ("originals", "renditions")
+LifecycleRule = aws.s3.BucketLifecycleConfigurationRuleArgsDict
+SseDefault = (
+    aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgsDict
+)
+
+
+@dataclass(frozen=True)
+class BucketSpec:
+    """What differs between buckets; everything else is the same secure baseline."""
+
+    purpose: str
+    lifecycle_rules: tuple[LifecycleRule, ...]
+    kms: bool = True  # S3 server access log targets only accept SSE-S3.
+    log_target: bool = False
+
+
+def lifecycle_rules(purpose: str, storage: StorageConfig) -> tuple[LifecycleRule, ...]:
+    """Lifecycle per bucket purpose (FSBP S3.13); pure so the rules are testable."""
+    base: list[LifecycleRule] = [
+        {
+            "id": "abort-incomplete-uploads",
+            "status": "Enabled",
+            "filter": {},
+            "abort_incomplete_multipart_upload": {"days_after_initiation": 7},
+        },
+        {
+            "id": "expire-noncurrent",
+            "status": "Enabled",
+            "filter": {},
+            "noncurrent_version_expiration": {"noncurrent_days": storage.noncurrent_expire_days},
+        },
+    ]
+    if purpose == "images":
+        base.append(
+            {
+                # Renditions are derived data: they can be re-rendered from the originals.
+                "id": "expire-renditions",
+                "status": "Enabled",
+                "filter": {"prefix": "renditions/"},
+                "expiration": {"days": storage.renditions_expire_days},
+            }
+        )
+    if purpose == "access-logs":
+        base.append(
+            {
+                "id": "expire-logs",
+                "status": "Enabled",
+                "filter": {},
+                "expiration": {"days": storage.access_logs_expire_days},
+            }
+        )
+    return tuple(base)
+
+
+class SecureBucket(pulumi.ComponentResource):
+    """One bucket: Block Public Access x4, SSE (KMS + bucket key), BucketOwnerEnforced, TLS-only
+    policy, versioning, lifecycle, and server access logging into the log bucket."""
+
+    def __init__(
+        self,
+        name: str,
+        spec: BucketSpec,
+        *,
+        kms_key_arn: pulumi.Input[str],
+        log_bucket: pulumi.Input[str] | None,
+        log_delivery_account: pulumi.Input[str] | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("image-platform:storage:SecureBucket", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.bucket = aws.s3.Bucket(
+            name, force_destroy=False, tags={"purpose": spec.purpose}, opts=child
+        )
+        after_bucket = pulumi.ResourceOptions(parent=self, depends_on=[self.bucket])
+        pab = aws.s3.BucketPublicAccessBlock(
+            name,
+            bucket=self.bucket.id,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+            opts=after_bucket,
+        )
+        aws.s3.BucketOwnershipControls(
+            name,
+            bucket=self.bucket.id,
+            rule={"object_ownership": "BucketOwnerEnforced"},
+            opts=child,
+        )
+        default: SseDefault = (
+            {"sse_algorithm": "aws:kms", "kms_master_key_id": kms_key_arn}
+            if spec.kms
+            else {"sse_algorithm": "AES256"}
+        )
+        aws.s3.BucketServerSideEncryptionConfiguration(
+            name,
+            bucket=self.bucket.id,
+            rules=[
+                {"apply_server_side_encryption_by_default": default, "bucket_key_enabled": spec.kms}
+            ],
+            opts=child,
+        )
+        versioning = aws.s3.BucketVersioning(
+            name, bucket=self.bucket.id, versioning_configuration={"status": "Enabled"}, opts=child
+        )
+        aws.s3.BucketLifecycleConfiguration(
+            name,
+            bucket=self.bucket.id,
+            rules=list(spec.lifecycle_rules),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[versioning]),
+        )
+        if log_bucket is not None:
+            aws.s3.BucketLogging(
+                name,
+                bucket=self.bucket.id,
+                target_bucket=log_bucket,
+                target_prefix=f"s3-access/{spec.purpose}/",
+                opts=child,
+            )
+        policy = pulumi.Output.all(self.bucket.arn, log_delivery_account or "").apply(
+            lambda a: iam.tls_only_bucket_policy(
+                a[0], iam.log_delivery_grants(a[0], a[1]) if a[1] else ()
+            )
+        )
+        aws.s3.BucketPolicy(
+            name,
+            bucket=self.bucket.id,
+            policy=iam.to_json(policy),
+            # Block Public Access first, so a policy can never be public even for a moment.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[pab]),
+        )
+        self.register_outputs({"bucket": self.bucket.bucket})
+
+
+class Buckets(pulumi.ComponentResource):
+    """The three buckets plus the account-wide Block Public Access (FSBP S3.1)."""
+
+    def __init__(
+        self,
+        name: str,
+        storage: StorageConfig,
+        *,
+        account_id: pulumi.Input[str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("image-platform:storage:Buckets", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        aws.s3.AccountPublicAccessBlock(
+            name,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+            opts=child,
+        )
+        self.key = aws.kms.Key(
+            f"{name}-s3",
+            description=f"{name}: S3 objects (images, Thanos blocks)",
+            enable_key_rotation=True,
+            deletion_window_in_days=30,
+            opts=child,
+        )
+        logs_spec = BucketSpec("access-logs", lifecycle_rules("access-logs", storage), kms=False)
+        self.logs = SecureBucket(
+            f"{name}-access-logs",
+            logs_spec,
+            kms_key_arn=self.key.arn,
+            # The log target does not log into itself (log loops); see docs/security.md S3.9.
+            log_bucket=None,
+            log_delivery_account=account_id,
+            opts=child,
+        )
+        self.images = SecureBucket(
+            f"{name}-images",
+            BucketSpec("images", lifecycle_rules("images", storage)),
+            kms_key_arn=self.key.arn,
+            log_bucket=self.logs.bucket.id,
+            opts=child,
+        )
+        self.thanos = SecureBucket(
+            f"{name}-thanos",
+            BucketSpec("thanos", lifecycle_rules("thanos", storage)),
+            kms_key_arn=self.key.arn,
+            log_bucket=self.logs.bucket.id,
+            opts=child,
+        )
+        self.register_outputs(
+            {
+                "images": self.images.bucket.bucket,
+                "thanos": self.thanos.bucket.bucket,
+                "accessLogs": self.logs.bucket.bucket,
+            }
+        )

@@ -1,0 +1,323 @@
+"""Typed stack configuration: frozen dataclasses parsed from the raw `image-platform:*` values.
+
+Parsing is a pure function over the strings Pulumi hands the program (objects and arrays arrive as
+JSON text), so every rule about bad input is testable without Pulumi.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+PROJECT = "image-platform"
+# EKS standard-support versions at the time of writing; extended support costs extra.
+SUPPORTED_KUBERNETES = ("1.31", "1.32", "1.33", "1.34")
+MIN_PROMETHEUS_RETENTION_HOURS = 6
+MIN_THANOS_RETENTION_DAYS = 11  # "over 10 days"
+MAX_CANARY_WEIGHT = 50  # canary + baseline = 2 * weight must leave stable its share
+
+NatStrategy = Literal["single", "onePerAz"]
+
+# Every key the program reads (Pulumi.yaml declares each with its type). The first three are the
+# delivery pipeline's; the rest are the platform's.
+KEYS = (
+    "stableVersion",
+    "canaryVersion",
+    "canaryWeight",
+    "vpcCidr",
+    "availabilityZones",
+    "natStrategy",
+    "kubernetesVersion",
+    "endpointPublicAccess",
+    "endpointPublicCidrs",
+    "nodeInstanceTypes",
+    "nodeMinSize",
+    "nodeDesiredSize",
+    "nodeMaxSize",
+    "nodeVolumeGiB",
+    "renditionsExpireDays",
+    "noncurrentExpireDays",
+    "accessLogsExpireDays",
+    "prometheusRetentionHours",
+    "prometheusVolumeGiB",
+    "prometheusReplicas",
+    "thanosRetentionDays",
+    "grafanaHost",
+    "serviceHost",
+    "stableReplicas",
+    "stableMaxReplicas",
+    "canaryReplicas",
+    "tenants",
+    "githubRepository",
+    "githubBranch",
+    "acmeEmail",
+)
+
+
+class ConfigError(ValueError):
+    """A stack config value is missing or invalid; the message names the key."""
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    cidr: str
+    availability_zones: int
+    nat: NatStrategy
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    kubernetes_version: str
+    public_endpoint: bool
+    public_cidrs: tuple[str, ...]
+    instance_types: tuple[str, ...]
+    min_nodes: int
+    desired_nodes: int
+    max_nodes: int
+    node_volume_gib: int
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    renditions_expire_days: int
+    noncurrent_expire_days: int
+    access_logs_expire_days: int
+
+
+@dataclass(frozen=True)
+class ObservabilityConfig:
+    prometheus_retention_hours: int
+    prometheus_volume_gib: int
+    prometheus_replicas: int
+    thanos_retention_days: int
+    grafana_host: str
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    host: str
+    stable_version: str
+    canary_version: str
+    canary_weight: int
+    stable_replicas: int
+    stable_max_replicas: int
+    canary_replicas: int
+    tenants_yaml: str
+
+    @property
+    def canary_active(self) -> bool:
+        return bool(self.canary_version) and self.canary_weight > 0
+
+    @property
+    def weights(self) -> tuple[int, int, int]:
+        """(stable, baseline, canary) percent; the baseline mirrors the canary's weight."""
+        w = self.canary_weight if self.canary_active else 0
+        return (100 - 2 * w, w, w)
+
+
+@dataclass(frozen=True)
+class CiConfig:
+    github_repository: str
+    github_branch: str
+
+
+@dataclass(frozen=True)
+class PlatformConfig:
+    environment: str
+    region: str
+    network: NetworkConfig
+    cluster: ClusterConfig
+    storage: StorageConfig
+    observability: ObservabilityConfig
+    service: ServiceConfig
+    ci: CiConfig
+    acme_email: str
+
+    @property
+    def name(self) -> str:
+        """Prefix for every physical name: project and environment."""
+        return f"{PROJECT}-{self.environment}"
+
+
+class _Reader:
+    def __init__(self, raw: Mapping[str, str]) -> None:
+        self._raw = raw
+
+    def _get(self, key: str) -> str | None:
+        if key not in KEYS:
+            raise KeyError(f"{key} is not declared in config.KEYS")
+        return self._raw.get(key, self._raw.get(f"{PROJECT}:{key}"))
+
+    def string(self, key: str, default: str | None = None) -> str:
+        value = self._get(key)
+        if value is None:
+            if default is None:
+                raise ConfigError(f"{PROJECT}:{key} is required")
+            return default
+        return value
+
+    def integer(self, key: str, default: int | None = None, lo: int = 0, hi: int = 10**6) -> int:
+        text = self._get(key)
+        if text is None:
+            if default is None:
+                raise ConfigError(f"{PROJECT}:{key} is required")
+            value = default
+        else:
+            try:
+                value = int(text)
+            except ValueError:
+                raise ConfigError(f"{PROJECT}:{key} must be an integer, got {text!r}") from None
+        if not lo <= value <= hi:
+            raise ConfigError(f"{PROJECT}:{key} must be in [{lo}, {hi}], got {value}")
+        return value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        text = self._get(key)
+        if text is None:
+            return default
+        if text.lower() not in {"true", "false"}:
+            raise ConfigError(f"{PROJECT}:{key} must be true or false, got {text!r}")
+        return text.lower() == "true"
+
+    def strings(self, key: str, default: tuple[str, ...] | None = None) -> tuple[str, ...]:
+        text = self._get(key)
+        if text is None:
+            if default is None:
+                raise ConfigError(f"{PROJECT}:{key} is required")
+            return default
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            raise ConfigError(f"{PROJECT}:{key} must be a JSON/YAML list of strings") from None
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{PROJECT}:{key} must be a list of strings, got {text!r}")
+        return tuple(value)
+
+
+_VERSION = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$|^sha256:[0-9a-f]{64}$")
+_HOST = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+_REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+
+
+def _image_ref(key: str, value: str, *, optional: bool) -> str:
+    if optional and value == "":
+        return value
+    # "latest" and other moving tags defeat immutable tags; only SHAs/semver-like tags or digests.
+    if value in {"latest", "stable", "main"} or not _VERSION.match(value):
+        raise ConfigError(
+            f"{PROJECT}:{key} must be an immutable tag or sha256 digest, got {value!r}"
+        )
+    return value
+
+
+def _host(key: str, value: str) -> str:
+    if not _HOST.match(value):
+        raise ConfigError(f"{PROJECT}:{key} must be a lower-case DNS name, got {value!r}")
+    return value
+
+
+def _cidrs(key: str, values: tuple[str, ...], *, allow_world: bool) -> tuple[str, ...]:
+    for value in values:
+        try:
+            net = ipaddress.ip_network(value, strict=True)
+        except ValueError:
+            raise ConfigError(f"{PROJECT}:{key}: {value!r} is not a CIDR") from None
+        if net.prefixlen == 0 and not allow_world:
+            raise ConfigError(f"{PROJECT}:{key}: the whole internet is not a restriction")
+    return values
+
+
+def parse(raw: Mapping[str, str], *, environment: str, region: str) -> PlatformConfig:
+    """Validate raw stack config into a PlatformConfig, or raise ConfigError naming the key."""
+    r = _Reader(raw)
+    if not re.fullmatch(r"[a-z][a-z0-9-]{1,15}", environment):
+        raise ConfigError(f"stack name {environment!r} must be a short lower-case word")
+    if not re.fullmatch(r"[a-z]{2}(-gov)?-[a-z]+-\d", region):
+        raise ConfigError(f"aws:region {region!r} is not an AWS region")
+
+    nat_text = r.string("natStrategy", "single")
+    if nat_text not in ("single", "onePerAz"):
+        raise ConfigError(f"{PROJECT}:natStrategy must be single or onePerAz, got {nat_text!r}")
+    nat: NatStrategy = "single" if nat_text == "single" else "onePerAz"
+    cidr = r.string("vpcCidr", "10.0.0.0/16")
+    _cidrs("vpcCidr", (cidr,), allow_world=False)
+    network = NetworkConfig(
+        cidr=cidr, availability_zones=r.integer("availabilityZones", 3, 2, 3), nat=nat
+    )
+
+    version = r.string("kubernetesVersion")
+    if version not in SUPPORTED_KUBERNETES:
+        raise ConfigError(
+            f"{PROJECT}:kubernetesVersion {version!r} is not in standard support "
+            f"({', '.join(SUPPORTED_KUBERNETES)})"
+        )
+    public = r.boolean("endpointPublicAccess", False)
+    cidrs = _cidrs("endpointPublicCidrs", r.strings("endpointPublicCidrs", ()), allow_world=False)
+    if public and not cidrs:
+        raise ConfigError(f"{PROJECT}:endpointPublicCidrs is required when the endpoint is public")
+    min_nodes = r.integer("nodeMinSize", 2, 1, 100)
+    desired = r.integer("nodeDesiredSize", min_nodes, 1, 100)
+    max_nodes = r.integer("nodeMaxSize", max(desired, 3), 1, 100)
+    if not min_nodes <= desired <= max_nodes:
+        raise ConfigError(f"{PROJECT}: need nodeMinSize <= nodeDesiredSize <= nodeMaxSize")
+    cluster = ClusterConfig(
+        kubernetes_version=version,
+        public_endpoint=public,
+        public_cidrs=cidrs if public else (),
+        instance_types=r.strings("nodeInstanceTypes", ("m6i.large",)),
+        min_nodes=min_nodes,
+        desired_nodes=desired,
+        max_nodes=max_nodes,
+        node_volume_gib=r.integer("nodeVolumeGiB", 50, 20, 2000),
+    )
+
+    storage = StorageConfig(
+        renditions_expire_days=r.integer("renditionsExpireDays", 30, 1, 3650),
+        noncurrent_expire_days=r.integer("noncurrentExpireDays", 30, 1, 3650),
+        access_logs_expire_days=r.integer("accessLogsExpireDays", 90, 1, 3650),
+    )
+    observability = ObservabilityConfig(
+        prometheus_retention_hours=r.integer(
+            "prometheusRetentionHours", 24, MIN_PROMETHEUS_RETENTION_HOURS, 24 * 30
+        ),
+        prometheus_volume_gib=r.integer("prometheusVolumeGiB", 50, 10, 4000),
+        prometheus_replicas=r.integer("prometheusReplicas", 1, 1, 5),
+        thanos_retention_days=r.integer("thanosRetentionDays", 30, MIN_THANOS_RETENTION_DAYS, 3650),
+        grafana_host=_host("grafanaHost", r.string("grafanaHost")),
+    )
+
+    stable_replicas = r.integer("stableReplicas", 2, 1, 100)
+    service = ServiceConfig(
+        host=_host("serviceHost", r.string("serviceHost")),
+        stable_version=_image_ref("stableVersion", r.string("stableVersion"), optional=False),
+        canary_version=_image_ref("canaryVersion", r.string("canaryVersion", ""), optional=True),
+        canary_weight=r.integer("canaryWeight", 0, 0, MAX_CANARY_WEIGHT),
+        stable_replicas=stable_replicas,
+        stable_max_replicas=r.integer(
+            "stableMaxReplicas", stable_replicas * 3, stable_replicas, 500
+        ),
+        canary_replicas=r.integer("canaryReplicas", 1, 1, 20),
+        tenants_yaml=r.string("tenants"),
+    )
+    repo = r.string("githubRepository")
+    if not _REPO.match(repo):
+        raise ConfigError(f"{PROJECT}:githubRepository must be owner/name, got {repo!r}")
+    ci = CiConfig(github_repository=repo, github_branch=r.string("githubBranch", "main"))
+    email = r.string("acmeEmail")
+    if "@" not in email:
+        raise ConfigError(f"{PROJECT}:acmeEmail must be an e-mail address, got {email!r}")
+    return PlatformConfig(
+        environment=environment,
+        region=region,
+        network=network,
+        cluster=cluster,
+        storage=storage,
+        observability=observability,
+        service=service,
+        ci=ci,
+        acme_email=email,
+    )

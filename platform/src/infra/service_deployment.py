@@ -1,0 +1,405 @@
+"""A canary-ready deployment of one HTTP service: stable, baseline and canary tracks behind one
+weighted HTTPRoute, with IRSA, HPA, PDB, NetworkPolicy, ServiceMonitor and a restricted pod.
+
+Reusable for any service: the image service is its first user (see program.py). Manifests are
+built by the pure `manifests()`; the component only registers them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+
+from infra import k8s_objects
+from infra.k8s_objects import Manifest
+
+TRACKS = ("stable", "baseline", "canary")
+RUN_AS = 10001  # a high UID, distinct from any host user
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpu_request: str = "500m"
+    memory_request: str = "512Mi"
+    cpu_limit: str = "2"
+    memory_limit: str = "2Gi"
+
+
+@dataclass(frozen=True)
+class GatewayRef:
+    name: str
+    namespace: str
+    section: str = "https"
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    namespace: str
+    image_repository: pulumi.Input[str]
+    stable_version: str
+    canary_version: str
+    weights: tuple[int, int, int]  # stable, baseline, canary; sums to 100
+    stable_replicas: int
+    stable_max_replicas: int
+    canary_replicas: int
+    hostname: str
+    gateway: GatewayRef
+    prometheus_namespace: str
+    role_arn: pulumi.Input[str] | None = None
+    env: tuple[tuple[str, pulumi.Input[str]], ...] = ()
+    secret_files: tuple[tuple[str, pulumi.Input[str]], ...] = ()  # file name -> content
+    port: int = 8080
+    liveness_path: str = "/healthz"
+    readiness_path: str = "/readyz"
+    metrics_path: str = "/metrics"
+    env_prefix: str = "SERVICE"
+    resources: Resources = field(default_factory=Resources)
+    termination_grace_seconds: int = 30
+    pre_stop_sleep_seconds: int = 5
+
+    def __post_init__(self) -> None:
+        if sum(self.weights) != 100 or min(self.weights) < 0:
+            raise ValueError(f"{self.name}: weights {self.weights} must be >= 0 and sum to 100")
+        if self.pre_stop_sleep_seconds >= self.termination_grace_seconds:
+            raise ValueError(f"{self.name}: preStop sleep must end before the grace period")
+
+    @property
+    def canary_active(self) -> bool:
+        return bool(self.canary_version) and self.weights[2] > 0
+
+
+def image_ref(repository: pulumi.Input[str], version: str) -> pulumi.Output[str]:
+    """repo:tag, or repo@sha256:... when the version is a digest."""
+    sep = "@" if version.startswith("sha256:") else ":"
+    return pulumi.Output.concat(repository, sep, version)
+
+
+def _labels(spec: ServiceSpec, track: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": spec.name, "track": track}
+
+
+def _track_version(spec: ServiceSpec, track: str) -> str:
+    # Baseline runs the stable version on fresh pods, so it compares like for like with the canary.
+    return spec.canary_version if track == "canary" and spec.canary_version else spec.stable_version
+
+
+def _replicas(spec: ServiceSpec, track: str) -> int | None:
+    if track == "stable":
+        return None  # owned by the HPA; setting it here would fight the autoscaler
+    return spec.canary_replicas if spec.canary_active else 0
+
+
+def _container(spec: ServiceSpec, track: str) -> dict[str, Any]:
+    version = _track_version(spec, track)
+    p = spec.env_prefix
+    env: list[dict[str, Any]] = [
+        {"name": f"{p}_TRACK", "value": track},
+        {"name": f"{p}_VERSION", "value": version},
+        *({"name": k, "value": v} for k, v in spec.env),
+    ]
+    # A writable /tmp on an emptyDir: the root filesystem is read-only.
+    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]  # noqa: S108
+    if spec.secret_files:
+        mounts.append({"name": "secrets", "mountPath": f"/etc/{spec.name}", "readOnly": True})
+    probe = {"httpGet": {"port": "http"}, "periodSeconds": 10, "timeoutSeconds": 2}
+    return {
+        "name": spec.name,
+        "image": image_ref(spec.image_repository, version),
+        "imagePullPolicy": "Always",
+        "ports": [{"name": "http", "containerPort": spec.port, "protocol": "TCP"}],
+        "env": env,
+        "resources": {
+            "requests": {
+                "cpu": spec.resources.cpu_request,
+                "memory": spec.resources.memory_request,
+            },
+            "limits": {"cpu": spec.resources.cpu_limit, "memory": spec.resources.memory_limit},
+        },
+        "readinessProbe": {
+            **probe,
+            "httpGet": {"path": spec.readiness_path, "port": "http"},
+            "failureThreshold": 2,
+        },
+        "livenessProbe": {
+            **probe,
+            "httpGet": {"path": spec.liveness_path, "port": "http"},
+            "initialDelaySeconds": 10,
+            "failureThreshold": 3,
+        },
+        # Keep serving while the endpoint is removed from the gateway, then drain.
+        "lifecycle": {"preStop": {"sleep": {"seconds": spec.pre_stop_sleep_seconds}}},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS,
+            "runAsGroup": RUN_AS,
+            "privileged": False,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": mounts,
+    }
+
+
+def _deployment(spec: ServiceSpec, track: str) -> Manifest:
+    labels = _labels(spec, track)
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}]
+    if spec.secret_files:
+        volumes.append(
+            {
+                "name": "secrets",
+                "secret": {"secretName": f"{spec.name}-files", "defaultMode": 0o440},
+            }
+        )
+    pod_spec: dict[str, Any] = {
+        "serviceAccountName": spec.name,
+        # The service never calls the Kubernetes API; IRSA uses its own projected token.
+        "automountServiceAccountToken": False,
+        "terminationGracePeriodSeconds": spec.termination_grace_seconds,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS,
+            "runAsGroup": RUN_AS,
+            "fsGroup": RUN_AS,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": key,
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": labels},
+            }
+            for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")
+        ],
+        "containers": [_container(spec, track)],
+        "volumes": volumes,
+    }
+    deployment_spec: dict[str, Any] = {
+        "selector": {"matchLabels": labels},
+        "revisionHistoryLimit": 5,
+        "strategy": {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+        },
+        "template": {
+            "metadata": {"labels": {**labels, "version": _track_version(spec, track)}},
+            "spec": pod_spec,
+        },
+    }
+    replicas = _replicas(spec, track)
+    if replicas is not None:
+        deployment_spec["replicas"] = replicas
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": f"{spec.name}-{track}",
+            "namespace": spec.namespace,
+            "labels": {**labels, "version": _track_version(spec, track)},
+        },
+        "spec": deployment_spec,
+    }
+
+
+def _service(spec: ServiceSpec, track: str) -> Manifest:
+    labels = _labels(spec, track)
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": f"{spec.name}-{track}",
+            "namespace": spec.namespace,
+            "labels": {**labels, "metrics": "enabled"},
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "selector": labels,
+            "ports": [{"name": "http", "port": spec.port, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def manifests(spec: ServiceSpec) -> list[Manifest]:
+    """Every Kubernetes object of the service, in apply order."""
+    ns = spec.namespace
+    app = {"app.kubernetes.io/name": spec.name}
+    sa_meta: dict[str, Any] = {"name": spec.name, "namespace": ns, "labels": app}
+    if spec.role_arn is not None:
+        sa_meta["annotations"] = {"eks.amazonaws.com/role-arn": spec.role_arn}
+    out: list[Manifest] = [
+        k8s_objects.namespace(ns, labels={"image-platform/gateway-routes": "true"}),
+        k8s_objects.default_deny_ingress(ns),
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": f"{spec.name}-ingress", "namespace": ns},
+            "spec": {
+                "podSelector": {"matchLabels": app},
+                "policyTypes": ["Ingress"],
+                "ingress": [
+                    {
+                        "from": [
+                            {
+                                "namespaceSelector": {
+                                    "matchLabels": {"kubernetes.io/metadata.name": peer}
+                                }
+                            }
+                            for peer in (spec.gateway.namespace, spec.prometheus_namespace)
+                        ],
+                        "ports": [{"protocol": "TCP", "port": spec.port}],
+                    }
+                ],
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": sa_meta,
+            "automountServiceAccountToken": False,
+        },
+    ]
+    if spec.secret_files:
+        out.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": f"{spec.name}-files", "namespace": ns, "labels": app},
+                "type": "Opaque",
+                "stringData": dict(spec.secret_files),
+            }
+        )
+    for track in TRACKS:
+        out += [_deployment(spec, track), _service(spec, track)]
+    stable = _labels(spec, "stable")
+    out += [
+        {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": f"{spec.name}-stable", "namespace": ns, "labels": stable},
+            "spec": {
+                "scaleTargetRef": {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "name": f"{spec.name}-stable",
+                },
+                "minReplicas": spec.stable_replicas,
+                "maxReplicas": spec.stable_max_replicas,
+                "metrics": [
+                    {
+                        "type": "Resource",
+                        "resource": {
+                            "name": "cpu",
+                            "target": {"type": "Utilization", "averageUtilization": 70},
+                        },
+                    }
+                ],
+            },
+        },
+        {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": {"name": f"{spec.name}-stable", "namespace": ns, "labels": stable},
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": stable}},
+        },
+        {
+            "apiVersion": "monitoring.coreos.com/v1",
+            "kind": "ServiceMonitor",
+            "metadata": {"name": spec.name, "namespace": ns, "labels": app},
+            "spec": {
+                "selector": {"matchLabels": {**app, "metrics": "enabled"}},
+                "namespaceSelector": {"matchNames": [ns]},
+                "endpoints": [
+                    {
+                        "port": "http",
+                        "path": spec.metrics_path,
+                        "interval": "15s",
+                        # The service labels its own series with track/version/tenant: keep them
+                        # as exported rather than renaming them exported_*.
+                        "honorLabels": True,
+                        "relabelings": [
+                            {
+                                "sourceLabels": [f"__meta_kubernetes_pod_label_{label}"],
+                                "targetLabel": label,
+                                "action": "replace",
+                            }
+                            for label in ("track", "version")
+                        ],
+                    }
+                ],
+            },
+        },
+        http_route(spec),
+    ]
+    return out
+
+
+def http_route(spec: ServiceSpec) -> Manifest:
+    """One rule, three weighted backends: each canary step changes only the weights."""
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": spec.name, "namespace": spec.namespace},
+        "spec": {
+            "parentRefs": [
+                {
+                    "group": "gateway.networking.k8s.io",
+                    "kind": "Gateway",
+                    "name": spec.gateway.name,
+                    "namespace": spec.gateway.namespace,
+                    "sectionName": spec.gateway.section,
+                }
+            ],
+            "hostnames": [spec.hostname],
+            "rules": [
+                {
+                    "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                    "backendRefs": [
+                        {
+                            "group": "",
+                            "kind": "Service",
+                            "name": f"{spec.name}-{track}",
+                            "port": spec.port,
+                            "weight": weight,
+                        }
+                        for track, weight in zip(TRACKS, spec.weights, strict=True)
+                    ],
+                }
+            ],
+        },
+    }
+
+
+class ServiceDeployment(pulumi.ComponentResource):
+    """Registers `manifests(spec)` in order with one Kubernetes provider."""
+
+    def __init__(
+        self,
+        name: str,
+        spec: ServiceSpec,
+        *,
+        provider: pulumi.ProviderResource,
+        depends_on: Sequence[pulumi.Resource] = (),
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("image-platform:apps:ServiceDeployment", name, None, opts)
+        created: list[pulumi.Resource] = []
+        namespace_resource: pulumi.Resource | None = None
+        for manifest in manifests(spec):
+            deps = [*depends_on] + ([namespace_resource] if namespace_resource else [])
+            resource_name = f"{name}-{manifest['kind'].lower()}-{manifest['metadata']['name']}"
+            resource = k8s_objects.create(
+                resource_name,
+                manifest,
+                pulumi.ResourceOptions(parent=self, provider=provider, depends_on=deps),
+            )
+            if manifest["kind"] == "Namespace":
+                namespace_resource = resource
+            created.append(resource)
+        self.resources = created
+        self.register_outputs({"namespace": spec.namespace, "url": f"https://{spec.hostname}"})
