@@ -21,6 +21,7 @@ from pulumi.runtime.sync_await import _sync_await
 from infra.config import PROJECT
 
 ACCOUNT_ID = "123456789012"
+ENVIRONMENTS = ("dev", "staging", "prod")
 # Remote (multi-language) components register as one resource: answer with their outputs only.
 REMOTE_COMPONENTS = ("eks:index:Cluster", "awsx:ec2:Vpc")
 CALLER_IDENTITY = "aws:index/getCallerIdentity:getCallerIdentity"
@@ -134,3 +135,22 @@ def evaluate(stack: str, config: Mapping[str, str]) -> list[Recorded]:
 def evaluate_stack_file(stack_file: Path) -> list[Recorded]:
     stack = stack_file.name.removeprefix("Pulumi.").removesuffix(".yaml")
     return evaluate(stack, stack_config(stack_file))
+
+
+def _ints(value: Any) -> Any:
+    # The mock monitor hands numbers back as floats (protobuf Struct); manifests used ints.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _ints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_ints(v) for v in value]
+    return value
+
+
+def manifest(resource: Recorded) -> dict[str, Any]:
+    """The Kubernetes object a recorded resource applies, as a plain manifest."""
+    if not resource.is_kubernetes_object:
+        raise ValueError(f"{resource.type} {resource.name} is not a Kubernetes object")
+    body = _ints(resource.inputs)
+    return {k: v for k, v in body.items() if v is not None}

@@ -1,0 +1,198 @@
+"""The whole program evaluates for every environment, and config flows into the right places."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from infra.config import KEYS
+from infra.mock_harness import ENVIRONMENTS, Recorded, manifest, stack_config
+
+RELEASE = "kubernetes:helm.sh/v3:Release"
+ROUTE = "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"
+Records = dict[str, list[Recorded]]
+
+
+def _of(resources: list[Recorded], type_: str) -> list[Recorded]:
+    return [r for r in resources if r.type == type_]
+
+
+def test_every_environment_evaluates(recorded: dict[str, list[Recorded]]) -> None:
+    for env in ENVIRONMENTS:
+        types = {r.type for r in recorded[env]}
+        assert {"eks:index:Cluster", "awsx:ec2:Vpc", "aws:s3/bucket:Bucket"} <= types, env
+        assert len(recorded[env]) > 90, env
+
+
+def test_environments_differ_in_config_not_shape(recorded: dict[str, list[Recorded]]) -> None:
+    shapes = {
+        env: sorted((r.type, r.name.replace(env, "ENV")) for r in recorded[env])
+        for env in ENVIRONMENTS
+    }
+    assert shapes["dev"] == shapes["staging"] == shapes["prod"]
+
+
+def test_nat_and_zones_follow_config(recorded: dict[str, list[Recorded]]) -> None:
+    vpcs = {env: _of(recorded[env], "awsx:ec2:Vpc")[0].inputs for env in ENVIRONMENTS}
+    assert vpcs["dev"]["natGateways"]["strategy"] == "Single"
+    assert vpcs["dev"]["numberOfAvailabilityZones"] == 2
+    assert vpcs["prod"]["natGateways"]["strategy"] == "OnePerAz"
+    assert vpcs["prod"]["numberOfAvailabilityZones"] == 3
+
+
+def test_pulumi_yaml_declares_exactly_the_keys_the_program_reads(repo_root: Path) -> None:
+    project = yaml.safe_load((repo_root / "Pulumi.yaml").read_text())
+    declared = {k.split(":", 1)[1] for k in project["config"]}
+    assert declared == set(KEYS)
+    for key, schema in project["config"].items():
+        if schema["type"] == "array":
+            assert schema["items"] == {"type": "string"}, key
+
+
+def test_stack_files_hold_only_declared_config(repo_root: Path) -> None:
+    for env in ENVIRONMENTS:
+        path = repo_root / "environments" / f"Pulumi.{env}.yaml"
+        assert set(yaml.safe_load(path.read_text())) == {"config"}, env
+        keys = set(stack_config(path))
+        assert keys - {"aws:region"} <= {f"image-platform:{k}" for k in KEYS}, env
+
+
+def _route(resources: list[Recorded]) -> dict:
+    routes = [
+        manifest(r) for r in _of(resources, "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute")
+    ]
+    return next(r for r in routes if r["metadata"]["name"] == "image-service")
+
+
+def _deployments(resources: list[Recorded]) -> dict[str, dict]:
+    return {
+        manifest(r)["metadata"]["name"]: manifest(r)
+        for r in _of(resources, "kubernetes:apps/v1:Deployment")
+    }
+
+
+def test_no_canary_means_all_traffic_to_stable_and_zero_pods(
+    recorded: dict[str, list[Recorded]],
+) -> None:
+    route = _route(recorded["prod"])
+    weights = [b["weight"] for b in route["spec"]["rules"][0]["backendRefs"]]
+    assert weights == [100, 0, 0]
+    deployments = _deployments(recorded["prod"])
+    assert deployments["image-service-baseline"]["spec"]["replicas"] == 0
+    assert deployments["image-service-canary"]["spec"]["replicas"] == 0
+    assert "replicas" not in deployments["image-service-stable"]["spec"]  # the HPA owns it
+
+
+def test_canary_step_changes_weights_and_scales_tracks(repo_root: Path) -> None:
+    from infra.mock_harness import evaluate
+
+    config = stack_config(repo_root / "environments" / "Pulumi.staging.yaml")
+    config |= {"image-platform:canaryVersion": "abc1234", "image-platform:canaryWeight": "10"}
+    resources = evaluate("staging", config)
+    route = _route(resources)
+    backends = {b["name"]: b["weight"] for b in route["spec"]["rules"][0]["backendRefs"]}
+    assert backends == {
+        "image-service-stable": 80,
+        "image-service-baseline": 10,
+        "image-service-canary": 10,
+    }
+    deployments = _deployments(resources)
+    canary = deployments["image-service-canary"]
+    assert canary["spec"]["replicas"] == 1
+    assert canary["spec"]["template"]["metadata"]["labels"]["version"] == "abc1234"
+    assert canary["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":abc1234")
+    baseline = deployments["image-service-baseline"]
+    assert (
+        baseline["spec"]["template"]["metadata"]["labels"]["version"]
+        == (config["image-platform:stableVersion"])
+    )
+
+
+def test_service_env_contract(recorded: dict[str, list[Recorded]]) -> None:
+    stable = _deployments(recorded["dev"])["image-service-stable"]
+    container = stable["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["IMAGE_SERVICE_TRACK"] == "stable"
+    assert env["IMAGE_SERVICE_ENVIRONMENT"] == "dev"
+    assert env["IMAGE_SERVICE_STORAGE"].startswith("s3://image-platform-dev-images")
+    assert env["IMAGE_SERVICE_TENANTS_FILE"] == "/etc/image-service/tenants.yaml"
+    assert container["ports"][0]["containerPort"] == 8080
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def test_thanos_retention_equal_and_over_ten_days(recorded: dict[str, list[Recorded]]) -> None:
+    for env in ENVIRONMENTS:
+        release = next(
+            r
+            for r in _of(recorded[env], "kubernetes:helm.sh/v3:Release")
+            if r.inputs["name"] == "thanos"
+        )
+        compactor = release.inputs["values"]["compactor"]
+        retentions = {compactor[f"retentionResolution{k}"] for k in ("Raw", "5m", "1h")}
+        assert len(retentions) == 1, env
+        assert int(retentions.pop().removesuffix("d")) > 10, env
+        assert compactor["cronJob"]["enabled"] is False  # a Deployment with --wait, a singleton
+        assert "--downsampling.disable" not in json.dumps(release.inputs["values"])
+
+
+def test_prometheus_sidecar_storage_labels_and_retention(
+    recorded: dict[str, list[Recorded]],
+) -> None:
+    for env in ENVIRONMENTS:
+        release = next(
+            r
+            for r in _of(recorded[env], "kubernetes:helm.sh/v3:Release")
+            if r.inputs["name"] == "kube-prometheus-stack"
+        )
+        values = release.inputs["values"]
+        spec = values["prometheus"]["prometheusSpec"]
+        assert int(spec["retention"].removesuffix("h")) >= 6
+        assert spec["externalLabels"] == {
+            "cluster": f"image-platform-{env}",
+            "environment": env,
+            "shard": "0",
+        }
+        assert spec["thanos"]["objectStorageConfig"]["existingSecret"]["name"] == "thanos-objstore"
+        assert spec["storageSpec"]["volumeClaimTemplate"]["spec"]["storageClassName"]
+        annotations = values["prometheus"]["serviceAccount"]["annotations"]
+        assert annotations["eks.amazonaws.com/role-arn"].startswith("arn:aws:iam")
+        assert values["alertmanager"]["enabled"] is True
+
+
+def test_every_chart_is_pinned(recorded: dict[str, list[Recorded]]) -> None:
+    for release in _of(recorded["prod"], "kubernetes:helm.sh/v3:Release"):
+        version = release.inputs["version"]
+        assert version, release.name
+        assert not any(c in version for c in "*^~x><"), release.name
+
+
+def test_exports(recorded: dict[str, list[Recorded]]) -> None:
+    # Exports are checked through the program's public names; a missing one breaks the pipeline.
+    import inspect
+
+    from infra import program
+
+    source = inspect.getsource(program.main)
+    for name in (
+        "clusterName",
+        "kubeconfig",
+        "imagesBucket",
+        "thanosBucket",
+        "accessLogsBucket",
+        "grafanaUrl",
+        "serviceUrl",
+        "ecrRepository",
+        "deployRoleArn",
+    ):
+        assert f'pulumi.export("{name}"' in source, name
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_every_k8s_object_uses_the_cluster_provider(
+    recorded: dict[str, list[Recorded]], env: str
+) -> None:
+    for resource in recorded[env]:
+        if resource.type.startswith("kubernetes:") and resource.custom:
+            assert "pulumi:providers:kubernetes::" in resource.provider, resource.name
+            assert "::default" not in resource.provider, resource.name
