@@ -17,6 +17,7 @@ TEMP_PREFIX = ".tmp-"
 
 class LocalStorage:
     backend = "local"
+    inline_reads = True  # see Service.io: cheaper than a thread hand-off for page-cache reads
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).resolve()
