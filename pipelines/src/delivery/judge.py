@@ -196,7 +196,8 @@ def _judge_metric(
 
     eligible = scopes.eligible.copy()
     testable = eligible.copy()
-    testable[eligible] = tarone_testable(scopes.p_min[eligible], alpha)
+    if policy.correction != "none":
+        testable[eligible] = tarone_testable(scopes.p_min[eligible], alpha)
     adjusted = np.full(len(scopes.names), np.nan)
     adjusted[testable] = adjust_p_values(scopes.p[testable], policy.correction)
 

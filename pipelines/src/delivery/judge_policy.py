@@ -16,7 +16,7 @@ from typing import Any, Literal, get_args
 MetricKind = Literal["error_ratio", "latency", "latency_tail", "request_rate"]
 Direction = Literal["increase", "decrease", "either"]
 ErrorTest = Literal["exact", "mwu_intervals"]
-Correction = Literal["holm", "bonferroni", "bh"]
+Correction = Literal["holm", "bonferroni", "bh", "none"]
 
 METRIC_KINDS: tuple[str, ...] = get_args(MetricKind)
 DIRECTIONS: tuple[str, ...] = get_args(Direction)
@@ -98,7 +98,8 @@ class JudgePolicy:
         "inconclusive" (the pipeline extends the bake up to its limit, then fails).
     min_tenant_requests: per-track minimum for a tenant's rank tests; the exact count test
         needs no guard because untestable tenants drop out of the correction (Tarone).
-    correction: multiple-comparison control across scopes within a metric.
+    correction: multiple-comparison control across scopes within a metric ("none" exists only
+        to measure what the correction buys; docs/judge.md shows the false fails it causes).
     pass_score / marginal_score: Kayenta-style score thresholds (0-100).
     interim_looks: how many interim looks per step the alpha is reserved for; interim looks
         may fail a canary early but never pass it.

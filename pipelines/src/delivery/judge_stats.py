@@ -127,12 +127,14 @@ def tarone_testable(p_min: FloatArray, alpha: float) -> BoolArray:
     return np.ones(m, dtype=bool)
 
 
-def adjust_p_values(p: FloatArray, method: Literal["holm", "bonferroni", "bh"]) -> FloatArray:
+def adjust_p_values(
+    p: FloatArray, method: Literal["holm", "bonferroni", "bh", "none"]
+) -> FloatArray:
     """Multiplicity-adjusted p-values (compare with alpha): Holm and Bonferroni control the
     family-wise error rate, Benjamini-Hochberg the false discovery rate."""
     p = np.asarray(p, dtype=np.float64)
     m = p.size
-    if m == 0:
+    if m == 0 or method == "none":
         return p.copy()
     if method == "bonferroni":
         return np.minimum(1.0, p * m)

@@ -41,12 +41,13 @@ def observation(model: TrafficModel, intervals: RunIntervals, k: int) -> StepObs
 
 
 def _track(names: list[str], counts: TrackCounts, run: int) -> dict[str, tuple[Interval, ...]]:
-    requests = counts.requests[run].tolist()
-    errors = counts.errors[run].tolist()
-    latency = counts.latency[run].tolist()
+    # float64 first: tolist() then yields Python floats, the observation's number type.
+    requests = counts.requests[run].astype(float).tolist()
+    errors = counts.errors[run].astype(float).tolist()
+    latency = counts.latency[run].astype(float).tolist()
     return {
         name: tuple(
-            Interval(float(n), float(e), tuple(float(c) for c in buckets))
+            Interval(n, e, tuple(buckets))
             for n, e, buckets in zip(requests[t], errors[t], latency[t], strict=True)
         )
         for t, name in enumerate(names)
