@@ -2,6 +2,7 @@
 judge as a regression guard (the full evaluation is bench/judge/run.sh)."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -104,3 +105,24 @@ def test_guard_threshold_judges_behave_like_thresholds() -> None:
     for result in results:
         assert result.fail_rate <= 0.1
         assert math.isnan(result.median_fail_time()) or result.median_fail_time() % 60 == 0
+
+
+def test_report_pools_chunks_and_bounds_false_fails(tmp_path: Path) -> None:
+    from delivery.simulation.report import BEGIN, END, Row, _replace_section, merge, wilson_upper
+
+    def row(runs: int, fails: float) -> Row:
+        return Row("main", "c", "A/A", "ours", runs, fails, 0.0, math.nan, 300.0, 0.1, 100.0,
+                   0.1, 300.0, 20)  # fmt: skip
+
+    (pooled,) = merge([row(100, 0.0), row(300, 0.02)])
+    assert pooled.runs == 400
+    assert pooled.fail_rate == pytest.approx(0.015)
+    assert wilson_upper(0.0, 1000) == pytest.approx(0.0038, abs=1e-4)
+    assert wilson_upper(0.01, 1000) > 0.01
+    doc = tmp_path / "judge.md"
+    doc.write_text(f"intro\n{BEGIN}\nold\n{END}\nafter\n")
+    _replace_section(doc, "new table")
+    assert doc.read_text() == f"intro\n{BEGIN}\nnew table\n{END}\nafter\n"
+    doc.write_text("no markers")
+    with pytest.raises(SystemExit, match="missing the markers"):
+        _replace_section(doc, "x")
