@@ -176,3 +176,35 @@ def test_contain_pads_with_the_background() -> None:
     )
     assert close(out(50, 10), (0, 0, 0))  # image anchored at the top
     assert close(out(50, 90), (255, 255, 255))  # padding below
+
+
+@pytest.mark.parametrize(
+    ("size", "shrink"),
+    [((400, 267), 4), ((250, 166), 8), ((250, 167), 4), ((1000, 666), 2), ((1000, 667), 1)],
+)
+def test_jpeg_shrink_factor_never_undershoots(size: tuple[int, int], shrink: int) -> None:
+    from image_service.transform import jpeg_shrink_factor
+
+    assert jpeg_shrink_factor(2000, 1333, *size) == shrink
+
+
+@pytest.mark.parametrize(("width", "height"), [(400, None), (None, 300), (100, 100), (1999, None)])
+def test_jpeg_fast_path_matches_thumbnail(width: int | None, height: int | None) -> None:
+    source = solid(2000, 1333, (30, 120, 220))
+    data = bytes(source.jpegsave_buffer(Q=90))
+    out = run(data, "png", width=width, height=height)
+    reference = pyvips.Image.thumbnail_buffer(data, width or 10**7, height=height or 10**7)
+    assert abs(out.width - reference.width) <= 1
+    assert abs(out.height - reference.height) <= 1
+    assert close(out(10, 10), (30, 120, 220), 4)
+
+
+def test_srgb_tagged_images_skip_the_icc_round_trip() -> None:
+    from image_service.transform import needs_colour_management
+
+    tagged = solid(8, 8, (1, 2, 3)).icc_transform("srgb", input_profile="srgb", embedded=False)
+    assert tagged.get_typeof("icc-profile-data")
+    assert not needs_colour_management(tagged)
+    assert not needs_colour_management(solid(8, 8, (1, 2, 3)))
+    assert needs_colour_management(solid(8, 8, (1, 2, 3)).icc_transform("p3", input_profile="srgb"))
+    assert needs_colour_management(solid(8, 8, (255, 0, 0)).icc_export(output_profile="cmyk"))

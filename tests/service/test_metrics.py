@@ -68,3 +68,14 @@ def test_promtool_accepts_the_exposition(app: App, images: Images) -> None:
         ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_vips_memory_gauge_reads_libvips(app: App) -> None:
+    import pyvips
+
+    held = pyvips.Image.black(1000, 1000).copy_memory()
+    text = app.client.get("/metrics").text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    value = families["image_service_vips_memory_bytes"].samples[0].value
+    assert value >= 1_000_000
+    del held

@@ -7,7 +7,9 @@ several apps in one process.
 from __future__ import annotations
 
 import ctypes
+import functools
 import sysconfig
+from collections.abc import Callable
 from pathlib import Path
 
 import pyvips
@@ -16,17 +18,23 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
-def _vips_tracked_memory() -> int:
+@functools.cache
+def _vips_memory_reader() -> Callable[[], int]:
     """libvips' own allocation counter; pyvips' cffi binding does not expose it, ctypes can."""
     site = sysconfig.get_paths()["purelib"]
     for candidate in (Path(site) / "pyvips_binary.libs").glob("libvips*.so*"):
         try:
             lib = ctypes.CDLL(str(candidate))
-            lib.vips_tracked_get_mem.restype = ctypes.c_size_t
-            return int(lib.vips_tracked_get_mem())
+            getter = lib.vips_tracked_get_mem
         except (OSError, AttributeError):
             continue
-    return 0
+        getter.restype = ctypes.c_size_t
+        return lambda: int(getter())
+    return lambda: 0
+
+
+def _vips_tracked_memory() -> int:
+    return _vips_memory_reader()()
 
 
 class Metrics:

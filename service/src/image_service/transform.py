@@ -114,6 +114,36 @@ def probe(data: bytes, allowed: frozenset[str], limits: Limits) -> ImageInfo:
     return ImageInfo(fmt, width, height, frames)
 
 
+def jpeg_shrink_factor(src_w: int, src_h: int, out_w: int, out_h: int) -> int:
+    """Largest libjpeg DCT scale (8, 4, 2) that still leaves at least the output size."""
+    for shrink in (8, 4, 2):
+        if src_w // shrink >= out_w and src_h // shrink >= out_h:
+            return shrink
+    return 1
+
+
+def _jpeg_downscale(
+    data: bytes, src_w: int, src_h: int, box_w: int | None, box_h: int | None
+) -> pyvips.Image | None:
+    """The common case, a plain sRGB JPEG made smaller: shrink-on-load, then one resize.
+
+    About 30% cheaper than thumbnail_buffer for the same output (/work/shared/facts.md);
+    anything else (upscaling, crops, colour management) goes through thumbnail_buffer.
+    """
+    scale = min(
+        box_w / src_w if box_w is not None else float("inf"),
+        box_h / src_h if box_h is not None else float("inf"),
+    )
+    if scale >= 1:
+        return None
+    out_w, out_h = max(1, int(src_w * scale + 0.5)), max(1, int(src_h * scale + 0.5))
+    shrink = jpeg_shrink_factor(src_w, src_h, out_w, out_h)
+    image = pyvips.Image.jpegload_buffer(data, shrink=shrink).autorot()
+    if image.interpretation not in ("srgb", "b-w") or image.format != "uchar":
+        return None
+    return image.resize(out_w / image.width, vscale=out_h / image.height)
+
+
 def needs_colour_management(header: pyvips.Image) -> bool:
     """CMYK always; RGB only with an embedded profile that is not sRGB.
 
@@ -125,7 +155,8 @@ def needs_colour_management(header: pyvips.Image) -> bool:
     if not header.get_typeof("icc-profile-data"):
         return False
     profile = bytes(header.get("icc-profile-data"))
-    return b"sRGB" not in profile
+    # The description tag is ASCII (ICC v2) or UTF-16BE (v4 'mluc').
+    return b"sRGB" not in profile and "sRGB".encode("utf-16-be") not in profile
 
 
 def _save(image: pyvips.Image, fmt: str, quality: int) -> bytes:
@@ -178,7 +209,10 @@ def render(
         image = thumb(UNBOUNDED, UNBOUNDED, size="down")
     elif box_w is None or box_h is None or fit == "inside":
         # Every other fit needs a box; with one side given they all mean "inside".
-        image = thumb(box_w or UNBOUNDED, box_h or UNBOUNDED)
+        fast = None
+        if src_format == "jpeg" and not colour:
+            fast = _jpeg_downscale(data, src_w, src_h, box_w, box_h)
+        image = fast if fast is not None else thumb(box_w or UNBOUNDED, box_h or UNBOUNDED)
     elif fit == "fill":
         image = thumb(box_w, box_h, size="force")
     elif fit == "outside":
