@@ -137,11 +137,16 @@ def evaluate_stack_file(stack_file: Path) -> list[Recorded]:
     return evaluate(stack, stack_config(stack_file))
 
 
+SECRET_SIG = "4dabf18193072939515e22adb298388d"  # Pulumi's marker for secret property values
+
+
 def _ints(value: Any) -> Any:
     # The mock monitor hands numbers back as floats (protobuf Struct); manifests used ints.
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, dict):
+        if SECRET_SIG in value and "value" in value:
+            return _ints(value["value"])
         return {k: _ints(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_ints(v) for v in value]
