@@ -7,6 +7,7 @@ import concurrent.futures
 import contextlib
 import os
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -316,88 +317,23 @@ def service_env(port: int, store: Path, tenants: Path) -> dict[str, str]:
     return env
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=int, default=8, help="wrk duration per run")
-    parser.add_argument("--no-write", action="store_true", help="print, do not edit docs")
-    args = parser.parse_args()
-    seconds = args.seconds
-    WORK.mkdir(parents=True, exist_ok=True)
-    harden_libvips(1)
-    print("[bench] generating sources", file=sys.stderr)
-    sources = make_sources()
-    rows = [Row(w) for w in WORKLOADS]
+def upload_all(base: str, sources: dict[str, list[Path]]) -> dict[str, list[str]]:
+    ids: dict[str, list[str]] = {}
+    with httpx.Client(timeout=60) as client:
+        for kind, paths in sources.items():
+            ids[kind] = []
+            for p in paths:
+                reply = client.post(
+                    f"{base}/v1/bench/images",
+                    content=p.read_bytes(),
+                    headers={"Authorization": f"Bearer {KEY}"},
+                )
+                reply.raise_for_status()
+                ids[kind].append(reply.json()["id"])
+    return ids
 
-    print("[bench] (a) raw pyvips", file=sys.stderr)
-    for row in rows:
-        row.results["raw"] = measure_raw(row.workload, sources, seconds)
 
-    import shutil
-
-    store = WORK / "store"
-    shutil.rmtree(store, ignore_errors=True)
-    tenants = WORK / "tenants.toml"
-    tenants.write_text(
-        f'[tenants.bench]\napi_key_sha256 = ["{hash_key(KEY)}"]\nallow_unsigned_reads = true\n'
-        "requests_per_second = 1000000\nmax_stored_bytes = 100_000_000_000\n"
-    )
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "image_service"]
-    with running(cmd, service_env(port, store, tenants), f"{base}/healthz", "service") as pid:
-        ids: dict[str, list[str]] = {}
-        with httpx.Client(timeout=60) as client:
-            for kind, paths in sources.items():
-                ids[kind] = []
-                for p in paths:
-                    reply = client.post(
-                        f"{base}/v1/bench/images",
-                        content=p.read_bytes(),
-                        headers={"Authorization": f"Bearer {KEY}"},
-                    )
-                    reply.raise_for_status()
-                    ids[kind].append(reply.json()["id"])
-        for n, row in enumerate(rows):
-            print(f"[bench] (b) service: {row.workload.name}", file=sys.stderr)
-            plan = url_plan(row.workload, 10_000)
-            cold = [f"/v1/bench/images/{ids[k][v]}?w={w}&format=jpeg" for k, v, w in plan]
-            reset_peak(process_tree(pid))
-            row.results["cold"] = wrk(base, cold, seconds, f"service-cold-{n}")
-            row.results["cold"].rss_mb = peak_rss_mb(process_tree(pid))
-            stored = cold[:20]
-            with httpx.Client() as client:
-                for path in stored:
-                    client.get(base + path).raise_for_status()
-            reset_peak(process_tree(pid))
-            row.results["stored"] = wrk(base, stored, seconds, f"service-stored-{n}")
-            row.results["stored"].rss_mb = peak_rss_mb(process_tree(pid))
-        cached = next(p for p in store.rglob("*.img"))
-
-    print("[bench] static Starlette endpoint", file=sys.stderr)
-    port = free_port()
-    static_env = dict(
-        os.environ, STATIC_BENCH_FILE=str(cached), PYTHONPATH=str(Path(__file__).parent)
-    )
-    static_cmd = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "static_app:app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        "--no-access-log",
-    ]
-    with running(static_cmd, static_env, f"http://127.0.0.1:{port}/static/x", "static"):
-        static = wrk(
-            f"http://127.0.0.1:{port}", [f"/static/{i}" for i in range(20)], seconds, "static"
-        )
-
-    print("[bench] (c) thumbor", file=sys.stderr)
-    exe = thumbor_ready()
+def thumbor_conf() -> Path:
     conf = WORK / "thumbor.conf"
     conf.write_text(
         textwrap.dedent(
@@ -412,43 +348,98 @@ def main() -> int:
             """
         )
     )
-    port = free_port()
-    tb = f"http://127.0.0.1:{port}"
+    return conf
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=8, help="wrk duration per run")
+    parser.add_argument("--no-write", action="store_true", help="print, do not edit docs")
+    args = parser.parse_args()
+    seconds = args.seconds
+    WORK.mkdir(parents=True, exist_ok=True)
+    harden_libvips(1)
+    print("[bench] generating sources; installing thumbor if needed", file=sys.stderr)
+    sources = make_sources()
+    exe = thumbor_ready()
+    rows = [Row(w) for w in WORKLOADS]
+    store = WORK / "store"
+    shutil.rmtree(store, ignore_errors=True)
+    tenants = WORK / "tenants.toml"
+    tenants.write_text(
+        f'[tenants.bench]\napi_key_sha256 = ["{hash_key(KEY)}"]\nallow_unsigned_reads = true\n'
+        "requests_per_second = 1000000\nmax_stored_bytes = 100_000_000_000\n"
+    )
+    sp, tp, xp = free_port(), free_port(), free_port()
+    base, tb, static_base = (f"http://127.0.0.1:{p}" for p in (sp, tp, xp))
+    service_cmd = [sys.executable, "-m", "image_service"]
     thumbor_cmd = [
-        str(exe),
-        "--ip",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--conf",
-        str(conf),
-        "--processes",
-        "2",
-        "-l",
-        "warning",
+        *(str(exe), "--ip", "127.0.0.1", "--port", str(tp)),
+        *("--conf", str(thumbor_conf()), "--processes", "2", "-l", "warning"),
     ]
-    with running(thumbor_cmd, dict(os.environ), f"{tb}/healthcheck", "thumbor") as pid:
-        time.sleep(2)  # let both forked processes come up
+    # All contenders stay up (idle when not measured) and each workload is measured by all of
+    # them back to back, so load from anything else on the machine hits them alike.
+    with (
+        running(service_cmd, service_env(sp, store, tenants), f"{base}/healthz", "service") as spid,
+        running(thumbor_cmd, dict(os.environ), f"{tb}/healthcheck", "thumbor") as tpid,
+    ):
+        idle_rss = rss_mb(spid)
+        ids = upload_all(base, sources)
+        time.sleep(2)  # both thumbor processes up
         for n, row in enumerate(rows):
-            print(f"[bench] (c) thumbor: {row.workload.name}", file=sys.stderr)
+            name = row.workload.name
+            print(f"[bench] {name}: (a) raw pyvips", file=sys.stderr)
+            row.results["raw"] = measure_raw(row.workload, sources, seconds)
             plan = url_plan(row.workload, 10_000)
+            print(f"[bench] {name}: (b) service cold + stored", file=sys.stderr)
+            cold = [f"/v1/bench/images/{ids[k][v]}?w={w}&format=jpeg" for k, v, w in plan]
+            reset_peak(process_tree(spid))
+            row.results["cold"] = wrk(base, cold, seconds, f"service-cold-{n}")
+            row.results["cold"].rss_mb = peak_rss_mb(process_tree(spid))
+            stored = cold[:20]
+            with httpx.Client() as client:
+                for path in stored:
+                    client.get(base + path).raise_for_status()
+            reset_peak(process_tree(spid))
+            row.results["stored"] = wrk(base, stored, seconds, f"service-stored-{n}")
+            row.results["stored"].rss_mb = peak_rss_mb(process_tree(spid))
+            print(f"[bench] {name}: (c) thumbor", file=sys.stderr)
             paths = [
                 f"/unsafe/{w}x0/filters:quality(80):format(jpeg)/{k}-{v:02d}.{EXTENSIONS[k]}"
                 for k, v, w in plan
             ]
             httpx.get(tb + paths[0], timeout=30).raise_for_status()
-            reset_peak(process_tree(pid))
+            workers = process_tree(tpid)[1:] or [tpid]
+            reset_peak(workers)
             row.results["thumbor"] = wrk(tb, paths, seconds, f"thumbor-{n}")
-            row.results["thumbor"].rss_mb = peak_rss_mb(process_tree(pid)[1:] or [pid])
+            row.results["thumbor"].rss_mb = peak_rss_mb(workers)
+        cached = next(p for p in store.rglob("*.img"))
 
-    report = render_report(rows, static, seconds)
+    print("[bench] static Starlette endpoint", file=sys.stderr)
+    static_env = dict(
+        os.environ, STATIC_BENCH_FILE=str(cached), PYTHONPATH=str(Path(__file__).parent)
+    )
+    static_cmd = [
+        *(sys.executable, "-m", "uvicorn", "static_app:app", "--host", "127.0.0.1"),
+        *("--port", str(xp), "--log-level", "warning", "--no-access-log"),
+    ]
+    with running(static_cmd, static_env, f"{static_base}/static/x", "static"):
+        static = wrk(static_base, [f"/static/{i}" for i in range(20)], seconds, "static")
+
+    report = render_report(rows, static, seconds, idle_rss)
     print(report)
     if not args.no_write:
         write_section(report)
     return 0
 
 
-def render_report(rows: list[Row], static: Result, seconds: int) -> str:
+def rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    match = re.search(r"VmRSS:\s+(\d+) kB", status)
+    return int(match.group(1)) / 1024 if match else 0.0
+
+
+def render_report(rows: list[Row], static: Result, seconds: int, idle_rss: float) -> str:
     def cell(r: Result) -> str:
         return f"{r.rps:.0f} ({r.p50_ms:.1f} / {r.p99_ms:.1f})"
 
@@ -487,7 +478,9 @@ def render_report(rows: list[Row], static: Result, seconds: int) -> str:
         "",
         "Peak RSS (VmHWM, reset before each run): service process "
         f"{big.results['cold'].rss_mb:.0f} MB on the 6000x4000 workload (cold), "
-        f"largest thumbor process {big.results['thumbor'].rss_mb:.0f} MB.",
+        f"largest thumbor process {big.results['thumbor'].rss_mb:.0f} MB. The service process",
+        f"holds {idle_rss:.0f} MB at start, before any image (Python, Starlette, boto3-free",
+        "imports, libvips and its codecs); the rest is what its 2 worker threads add under load.",
         "",
         "Targets:",
     ]

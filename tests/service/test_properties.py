@@ -79,12 +79,14 @@ def test_any_pairs_parse_or_are_a_clean_4xx(pairs: list[tuple[str, str]]) -> Non
 
 
 @given(secrets, tenant_ids, image_ids, options)
+@settings(max_examples=50)
 def test_signature_verifies(secret: bytes, tenant: str, iid: str, opts: RenditionOptions) -> None:
     assert verify((secret,), tenant, iid, opts, sign(secret, tenant, iid, opts))
     assert verify((b"other", secret), tenant, iid, opts, sign(secret, tenant, iid, opts))
 
 
 @given(secrets, tenant_ids, image_ids, options, options)
+@settings(max_examples=50)
 def test_signature_binds_the_options(
     secret: bytes, tenant: str, iid: str, a: RenditionOptions, b: RenditionOptions
 ) -> None:
@@ -93,6 +95,7 @@ def test_signature_binds_the_options(
 
 
 @given(secrets, secrets, tenant_ids, tenant_ids, image_ids, image_ids, options)
+@settings(max_examples=50)
 def test_signature_binds_secret_tenant_and_image(
     s1: bytes, s2: bytes, t1: str, t2: str, i1: str, i2: str, opts: RenditionOptions
 ) -> None:

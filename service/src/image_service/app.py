@@ -6,10 +6,10 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import random
 import re
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -26,13 +26,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from image_service import faults
 from image_service.caching import IMMUTABLE, etag_for, none_match, rendition_digest
-from image_service.config import Settings
+from image_service.config import Limits, Settings
 from image_service.errors import ApiError
 from image_service.formats import MIME_TYPES, sniff
 from image_service.metrics import Metrics
 from image_service.negotiate import choose_format
 from image_service.openapi import spec
-from image_service.options import parse_options, split_query
+from image_service.options import RenditionOptions, parse_options, split_query
 from image_service.ratelimit import RateLimiter
 from image_service.signing import verify
 from image_service.storage import (
@@ -81,16 +81,17 @@ class Service:
                 return fn(*args)
             return await anyio.to_thread.run_sync(fn, *args)
         except StorageError as exc:
-            self.metrics.storage_errors.labels(
-                **self.metrics.base, backend=self.storage.backend, operation=operation
-            ).inc()
-            log.error("storage failure", exc_info=exc)
-            raise ApiError(
-                503,
-                "storage_unavailable",
-                "storage is unavailable; retry shortly",
-                {"Retry-After": "1"},
-            ) from exc
+            raise self.storage_failure(operation, exc) from exc
+
+    def storage_failure(self, operation: str, exc: StorageError) -> ApiError:
+        self.metrics.child(self.metrics.storage_errors, self.storage.backend, operation).inc()
+        log.error("storage failure", exc_info=exc)
+        return ApiError(
+            503,
+            "storage_unavailable",
+            "storage is unavailable; retry shortly",
+            {"Retry-After": "1"},
+        )
 
 
 def _service(request: Request) -> Service:
@@ -172,7 +173,7 @@ async def upload(request: Request) -> Response:
     _rate_limit(svc, tenant)
     limit = min(tenant.max_upload_bytes, svc.settings.limits.max_upload_bytes)
     body = await _read_body(request, limit)
-    svc.metrics.bytes_received.labels(**svc.metrics.base, tenant=tenant.id).inc(len(body))
+    svc.metrics.child(svc.metrics.bytes_received, tenant.id).inc(len(body))
     info: ImageInfo = await svc.pool.run(probe, body, tenant.allowed_formats, svc.settings.limits)
     image_id = hashlib.sha256(body).hexdigest()
     key = original_key(tenant.id, image_id)
@@ -221,6 +222,24 @@ async def _render_once(
     return result
 
 
+def _fetch_and_render(
+    storage: Storage,
+    source_key: str,
+    options: RenditionOptions,
+    resolved: str | None,
+    limits: Limits,
+    background: tuple[int, int, int],
+) -> tuple[Rendered, str, float] | None:
+    """Worker-thread job: read the original, render it; None when the original is gone."""
+    original = storage.get(source_key)
+    if original is None:
+        return None
+    out_format = resolved or sniff(original) or "jpeg"
+    started = time.perf_counter()
+    rendered = render(original, options, out_format, limits, background)
+    return rendered, out_format, time.perf_counter() - started
+
+
 def _lookup(storage: Storage, source_key: str, key: str | None) -> tuple[bool, bytes | None]:
     """One storage round trip for a read: does the original exist, and the stored rendition."""
     if not storage.exists(source_key):
@@ -262,21 +281,28 @@ async def get_image(request: Request) -> Response:
     if revalidating:
         return Response(status_code=304, headers=headers)
     result = "hit" if cached is not None else "miss"
-    svc.metrics.rendition_cache.labels(**svc.metrics.base, tenant=tenant.id, result=result).inc()
+    svc.metrics.child(svc.metrics.rendition_cache, tenant.id, result).inc()
     if cached is None:
 
         async def make() -> Rendered:
-            original = await svc.io("get", svc.storage.get, source_key)
-            if original is None:
+            try:
+                # The original is read inside the worker, so only running jobs hold one in
+                # memory: queued requests cost a few hundred bytes, not an image each.
+                outcome = await svc.pool.run(
+                    _fetch_and_render,
+                    svc.storage,
+                    source_key,
+                    options,
+                    resolved,
+                    limits,
+                    svc.settings.background,
+                )
+            except StorageError as exc:
+                raise svc.storage_failure("get", exc) from exc
+            if outcome is None:
                 raise ApiError(404, "not_found", "no such image")
-            out_format = resolved or sniff(original) or "jpeg"
-            started = time.perf_counter()
-            rendered: Rendered = await svc.pool.run(
-                render, original, options, out_format, limits, svc.settings.background
-            )
-            svc.metrics.transform_duration.labels(**svc.metrics.base, format=out_format).observe(
-                time.perf_counter() - started
-            )
+            rendered, out_format, seconds = outcome
+            svc.metrics.child(svc.metrics.transform_duration, out_format).observe(seconds)
             await svc.io("put", svc.storage.put, key, rendered.data, MIME_TYPES[out_format])
             return rendered
 
@@ -367,7 +393,7 @@ class ObservabilityMiddleware:
         m = svc.metrics
         started = time.perf_counter()
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+        request_id = incoming if REQUEST_ID.fullmatch(incoming) else os.urandom(16).hex()
         status = 500
         sent = 0
 
@@ -383,11 +409,11 @@ class ObservabilityMiddleware:
                 sent += len(message.get("body", b""))
             await send(message)
 
-        m.inflight.labels(**m.base).inc()
+        m.child(m.inflight).inc()
         try:
             await self.app(scope, receive, wrapped_send)
         finally:
-            m.inflight.labels(**m.base).dec()
+            m.child(m.inflight).dec()
             elapsed = time.perf_counter() - started
             route_obj = scope.get("route")
             route = getattr(route_obj, "path", "unmatched")
@@ -395,14 +421,10 @@ class ObservabilityMiddleware:
             method = (
                 scope["method"] if scope["method"] in {"GET", "HEAD", "POST", "DELETE"} else "other"
             )
-            m.requests.labels(
-                **m.base, tenant=tenant, route=route, method=method, code=str(status)
-            ).inc()
-            m.request_duration.labels(**m.base, tenant=tenant, route=route, method=method).observe(
-                elapsed
-            )
+            m.child(m.requests, tenant, route, method, str(status)).inc()
+            m.child(m.request_duration, tenant, route, method).observe(elapsed)
             if tenant != "unknown":
-                m.bytes_sent.labels(**m.base, tenant=tenant).inc(sent)
+                m.child(m.bytes_sent, tenant).inc(sent)
             access_log.info(
                 "request",
                 extra={

@@ -22,12 +22,17 @@ class LocalStorage:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
+        self._prefix = f"{self.root}{os.sep}"
 
-    def _path(self, key: str) -> Path:
+    def _file(self, key: str) -> str:
         # Keys are built from validated ids; this is defence in depth against traversal.
+        # Plain strings, not Path objects: this runs on every read, on the event loop.
         if not _KEY.fullmatch(key) or ".." in key.split("/"):
             raise StorageError("key", f"refusing key {key!r}")
-        return self.root / key
+        return self._prefix + key
+
+    def _path(self, key: str) -> Path:
+        return Path(self._file(key))
 
     def put(self, key: str, data: bytes, content_type: str) -> None:
         path = self._path(key)
@@ -59,14 +64,15 @@ class LocalStorage:
 
     def get(self, key: str) -> bytes | None:
         try:
-            return self._path(key).read_bytes()
+            with open(self._file(key), "rb") as handle:  # noqa: PTH123 (hot path, see _file)
+                return handle.read()
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:
             raise StorageError("get", str(exc)) from exc
 
     def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
+        return os.path.isfile(self._file(key))  # noqa: PTH113 (hot path, see _file)
 
     def delete(self, key: str) -> bool:
         try:

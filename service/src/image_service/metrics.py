@@ -11,9 +11,11 @@ import functools
 import sysconfig
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pyvips
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -37,10 +39,14 @@ def _vips_tracked_memory() -> int:
     return _vips_memory_reader()()
 
 
+M = TypeVar("M", bound=MetricWrapperBase)
+
+
 class Metrics:
     def __init__(self, track: str, version: str) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.base = {"track": track, "version": version}
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         tv = ["track", "version"]
         r = self.registry
         self.requests = Counter(
@@ -114,3 +120,12 @@ class Metrics:
         # Export zero-valued series up front so dashboards and the judge see them immediately.
         self.inflight.labels(**self.base).set(0)
         self.queue_depth.labels(**self.base).set(0)
+
+    def child(self, metric: M, *values: str) -> M:
+        """metric.labels(track, version, *values), cached: labels() is costly per request."""
+        key = (id(metric), values)
+        found: M | None = self._children.get(key)
+        if found is None:
+            found = metric.labels(self.base["track"], self.base["version"], *values)
+            self._children[key] = found
+        return found
