@@ -204,22 +204,23 @@ async def upload(request: Request) -> Response:
 async def _render_once(
     svc: Service, digest: str, make: Callable[[], Awaitable[Rendered]]
 ) -> Rendered:
-    """Concurrent misses for the same rendition share one transform."""
-    pending = svc.inflight_renders.get(digest)
-    if pending is not None:
-        return await asyncio.shield(pending)
-    future: asyncio.Future[Rendered] = asyncio.get_running_loop().create_future()
-    svc.inflight_renders[digest] = future
-    try:
-        result = await make()
-    except BaseException as exc:
-        future.set_exception(exc)
-        future.exception()  # mark retrieved: waiters re-raise it, nobody else needs to
-        raise
-    finally:
-        svc.inflight_renders.pop(digest, None)
-    future.set_result(result)
-    return result
+    """Concurrent misses for the same rendition share one transform.
+
+    The transform runs as its own task, so a client that disconnects cancels only its wait:
+    the others still get the result, and the rendition is stored either way.
+    """
+    task = svc.inflight_renders.get(digest)
+    if task is None:
+        task = asyncio.ensure_future(make())
+        svc.inflight_renders[digest] = task
+
+        def finished(done: asyncio.Future[Rendered]) -> None:
+            svc.inflight_renders.pop(digest, None)
+            if not done.cancelled():
+                done.exception()  # retrieved here even when every waiter has gone
+
+        task.add_done_callback(finished)
+    return await asyncio.shield(task)
 
 
 def _fetch_and_render(
