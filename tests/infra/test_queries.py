@@ -89,3 +89,13 @@ def test_every_exported_query_parses_as_promql(tmp_path: Path) -> None:
 def test_promql_parse_check_can_fail(tmp_path: Path) -> None:
     result = _promtool_parses(["sum by (tenant (rate(x[1m]))"], tmp_path)
     assert result.returncode != 0
+
+
+def test_file_form_round_trips() -> None:
+    import json
+
+    from infra.observability.queries import to_json
+
+    queries = exported_queries()
+    loaded = json.loads(to_json(queries))
+    assert [ExportedQuery(**q) for q in loaded] == queries

@@ -6,6 +6,8 @@ service, so a renamed metric or label shows up as an empty result instead of a b
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass
 
 from infra.observability import dashboards, rules
@@ -75,3 +77,13 @@ def _rule_queries() -> list[ExportedQuery]:
 
 def exported_queries() -> list[ExportedQuery]:
     return _dashboard_queries() + _rule_queries()
+
+
+def to_json(queries: list[ExportedQuery]) -> str:
+    """The file form: one JSON array of {source, expr, expects_data}."""
+    return json.dumps([dataclasses.asdict(q) for q in queries], indent=2)
+
+
+if __name__ == "__main__":
+    # `python -m infra.observability.queries > queries.json` for tools outside Python.
+    print(to_json(exported_queries()))
