@@ -198,3 +198,37 @@ def test_request_id_is_echoed_or_made(app: App) -> None:
     assert echoed.headers["x-request-id"] == "abc-1"
     made = app.client.get("/healthz", headers={"X-Request-Id": "bad id!"}).headers["x-request-id"]
     assert len(made) == 32
+
+
+def test_avif_and_animated_webp_uploads(app: App) -> None:
+    still = pyvips.Image.black(64, 48, bands=3).new_from_image([10, 200, 90])
+    avif = bytes(still.cast("uchar").copy(interpretation="srgb").heifsave_buffer(compression="av1"))
+    reply = app.upload(avif)
+    assert reply.status_code == 201, reply.text
+    assert (reply.json()["format"], reply.json()["width"]) == ("avif", 64)
+    frames = [(pyvips.Image.black(32, 32) + i * 50).cast("uchar") for i in range(3)]
+    strip = pyvips.Image.arrayjoin(frames, across=1).copy()
+    strip.set_type(pyvips.GValue.gint_type, "page-height", 32)
+    webp = app.upload(bytes(strip.webpsave_buffer()))
+    assert webp.status_code == 201, webp.text
+    assert webp.json()["frames"] == 3
+    url = signed("acme", webp.json()["id"], RenditionOptions(width=16))
+    out = pyvips.Image.new_from_buffer(app.client.get(url).content, "", n=-1)
+    assert out.get("n-pages") == 3
+
+
+def test_head_request_has_headers_and_no_body(app: App, images: Images) -> None:
+    iid = app.upload(images.png, tenant="beta", key=BETA_KEY).json()["id"]
+    reply = app.client.head(f"/v1/beta/images/{iid}?w=20")
+    assert reply.status_code == 200
+    assert reply.content == b""
+    assert reply.headers["etag"].startswith('"')
+
+
+def test_a_tenant_cannot_delete_another_tenants_image(app: App, images: Images) -> None:
+    iid = app.upload(images.png, tenant="beta", key=BETA_KEY).json()["id"]
+    acme = {"Authorization": "Bearer acme-key-1"}
+    assert app.client.delete(f"/v1/acme/images/{iid}", headers=acme).status_code == 404
+    beta_as_acme = app.client.delete(f"/v1/beta/images/{iid}", headers=acme)
+    assert beta_as_acme.status_code == 401
+    assert app.client.get(f"/v1/beta/images/{iid}").status_code == 200
