@@ -222,3 +222,68 @@ def stop(proc: Proc, kill: bool = False, timeout: float = 30) -> None:
 
 
 Starter = Callable[..., Proc]
+
+
+WRK_SCRIPT = Path(__file__).resolve().parent / "wrk_statuses.lua"
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    statuses: dict[int, int]
+    missing_retry_after: int
+    socket_errors: int
+    requests: int
+    seconds: float
+    p99_ms: float
+
+    @property
+    def ok(self) -> int:
+        return sum(n for code, n in self.statuses.items() if 200 <= code < 300)
+
+    @property
+    def ok_per_second(self) -> float:
+        return self.ok / self.seconds if self.seconds else 0.0
+
+
+def parse_wrk(output: str) -> WrkResult:
+    statuses: dict[int, int] = {}
+    values: dict[str, list[str]] = {}
+    for line in output.splitlines():
+        parts = line.split()
+        if parts and parts[0] == "STATUS":
+            statuses[int(parts[1])] = statuses.get(int(parts[1]), 0) + int(parts[2])
+        elif parts and parts[0] in ("MISSING_RETRY_AFTER", "ERRORS", "TOTAL", "P99_MS"):
+            values[parts[0]] = parts[1:]
+    if "TOTAL" not in values:
+        raise RuntimeError(f"wrk printed no summary: {output[-500:]}")
+    return WrkResult(
+        statuses=statuses,
+        missing_retry_after=int(values["MISSING_RETRY_AFTER"][0]),
+        socket_errors=sum(int(v) for v in values["ERRORS"]),
+        requests=int(values["TOTAL"][0]),
+        seconds=int(values["TOTAL"][1]) / 1e6,
+        p99_ms=float(values["P99_MS"][0]),
+    )
+
+
+def run_wrk(
+    url: str, path: str, connections: int, seconds: float, fixed: bool = False, threads: int = 2
+) -> WrkResult:
+    """wrk against a loopback URL with the status-counting script; bounded by -d and a timeout."""
+    assert url.startswith("http://127.0.0.1:"), url  # loopback only
+    argv = [
+        "wrk",
+        f"-t{min(threads, connections)}",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(WRK_SCRIPT),
+        url,
+        "--",
+        path,
+        *(["fixed"] if fixed else []),
+    ]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=True)
+    return parse_wrk(done.stdout)
