@@ -457,8 +457,10 @@ def render_report(
     method = (
         f"Command: `bench/service/run.sh` (what `make bench` runs): wrk -t{THREADS} "
         f"-c{CONNECTIONS} -d{seconds}s --latency over 127.0.0.1. The service runs one process "
-        "with 2 libvips worker threads (`VIPS_CONCURRENCY=1`); thumbor runs `--processes 2` with "
-        "its file loader and no result storage; raw pyvips runs the service's own `render()` on "
+        "with 2 libvips worker threads (`VIPS_CONCURRENCY=1`) and "
+        "`IMAGE_SERVICE_LOG_LEVEL=warning` (no access-log lines); thumbor runs "
+        "`--processes 2` with its file loader and no result storage; raw pyvips runs the "
+        "service's own `render()` on "
         "2 threads with no HTTP. Cells: req/s (p50 / p99 ms). Cold = every URL distinct (a render "
         "and a stored write per request); stored = 20 URLs repeated (served from storage). Widths "
         "vary +-12% around the target to make URLs distinct; every contender gets the same list."

@@ -393,8 +393,9 @@ class ObservabilityMiddleware:
         svc: Service = scope["app"].state.service
         m = svc.metrics
         started = time.perf_counter()
-        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if REQUEST_ID.fullmatch(incoming) else os.urandom(16).hex()
+        incoming = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"")
+        text = incoming.decode("latin-1")
+        request_id = text if REQUEST_ID.fullmatch(text) else os.urandom(16).hex()
         status = 500
         sent = 0
 
@@ -426,18 +427,19 @@ class ObservabilityMiddleware:
             m.child(m.request_duration, tenant, route, method).observe(elapsed)
             if tenant != "unknown":
                 m.child(m.bytes_sent, tenant).inc(sent)
-            access_log.info(
-                "request",
-                extra={
-                    "request_id": request_id,
-                    "tenant": tenant,
-                    "route": route,
-                    "method": method,
-                    "code": status,
-                    "duration_ms": round(elapsed * 1000, 2),
-                    "bytes": sent,
-                },
-            )
+            if access_log.isEnabledFor(logging.INFO):
+                access_log.info(
+                    "request",
+                    extra={
+                        "request_id": request_id,
+                        "tenant": tenant,
+                        "route": route,
+                        "method": method,
+                        "code": status,
+                        "duration_ms": round(elapsed * 1000, 2),
+                        "bytes": sent,
+                    },
+                )
 
 
 def create_app(service: Service) -> Starlette:
