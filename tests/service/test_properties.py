@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from decimal import Decimal
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from image_service.errors import ApiError
@@ -111,3 +112,17 @@ def test_forged_signatures_fail_without_crashing(
 ) -> None:
     real = sign(secret, "t", "0" * 64, opts)
     assert verify((secret,), "t", "0" * 64, opts, forged) == (forged == real)
+
+
+def test_sign_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from image_service.sign import main
+
+    monkeypatch.setenv("SECRET_X", "s3cret")
+    iid = "a" * 64
+    common = ["--tenant", "t", "--id", iid, "--secret"]
+    assert main([*common, "env:SECRET_X", "format=webp&w=400"]) == 0
+    out = capsys.readouterr().out.strip()
+    sig = sign(b"s3cret", "t", iid, RenditionOptions(width=400, format="webp"))
+    assert out == f"http://127.0.0.1:8080/v1/t/images/{iid}?w=400&format=webp&sig={sig}"
+    assert main([*common, "env:UNSET_X"]) == 2
+    assert main([*common, "env:SECRET_X", "w=-3"]) == 2
