@@ -208,3 +208,33 @@ def test_srgb_tagged_images_skip_the_icc_round_trip() -> None:
     assert not needs_colour_management(solid(8, 8, (1, 2, 3)))
     assert needs_colour_management(solid(8, 8, (1, 2, 3)).icc_transform("p3", input_profile="srgb"))
     assert needs_colour_management(solid(8, 8, (255, 0, 0)).icc_export(output_profile="cmyk"))
+
+
+def sources() -> dict[str, bytes]:
+    rgb = solid(60, 40, (200, 100, 50))
+    rgb16 = (rgb.cast("ushort") * 256).cast("ushort").copy(interpretation="rgb16")
+    return {
+        "jpeg": bytes(rgb.jpegsave_buffer()),
+        "png": bytes(rgb.pngsave_buffer()),
+        "png-alpha": transparent_png(),
+        "png-grey": bytes(solid(60, 40, (90, 90, 90))[0].pngsave_buffer()),
+        "png-16bit": bytes(rgb16.pngsave_buffer()),
+        "webp": bytes(rgb.webpsave_buffer()),
+        "gif": bytes(rgb.gifsave_buffer()),
+        "gif-animated": animation(3),
+        "avif": bytes(rgb.heifsave_buffer(compression="av1")),
+        "jpeg-cmyk": bytes(rgb.icc_export(output_profile="cmyk").jpegsave_buffer()),
+    }
+
+
+@pytest.mark.parametrize("out_format", ["jpeg", "png", "webp", "avif", "gif"])
+def test_every_source_renders_to_every_format(out_format: str) -> None:
+    for name, data in sources().items():
+        assert probe(data, ALL, LIMITS).width in (40, 60), name
+        rendered = render(data, RenditionOptions(width=30), out_format, LIMITS, WHITE)
+        out = decode(rendered.data)
+        assert out.get("vips-loader").startswith(
+            {"jpeg": "jpeg", "png": "png", "webp": "webp", "avif": "heif", "gif": "gif"}[out_format]
+        ), name
+        assert out.width == 30, name
+        assert out.interpretation in ("srgb", "b-w"), name
