@@ -218,26 +218,26 @@ class LocalEnvironment:
         ports = {name: int(t["proc"]["port"]) for name, t in tracks.items()}
         prometheus_local.write_targets(self.dir / "targets.json", ports)
 
-    def wait_scraped(self, timeout: float = 15.0) -> None:
+    def wait_scraped(self, timeout: float = 30.0) -> None:
         """Block until Prometheus scrapes every recorded track (file discovery lags a little)."""
         want = {f"127.0.0.1:{t['proc']['port']}" for t in self.read()["tracks"].values()}
         url = f"{self.prometheus_url()}/api/v1/targets?state=active"
         deadline = time.monotonic() + timeout
         up: set[str] = set()
+        seen: object = None
         while time.monotonic() < deadline:
             try:
-                body = httpx.get(url, timeout=2.0).json()
-                up = {
-                    t["labels"]["instance"]
-                    for t in body["data"]["activeTargets"]
-                    if t["health"] == "up"
-                }
-            except (httpx.HTTPError, ValueError, KeyError):
-                up = set()
+                targets = httpx.get(url, timeout=2.0).json()["data"]["activeTargets"]
+                seen = [(t["labels"]["instance"], t["health"], t["lastError"]) for t in targets]
+                up = {t["labels"]["instance"] for t in targets if t["health"] == "up"}
+            except (httpx.HTTPError, ValueError, KeyError) as exc:
+                seen, up = exc, set()
             if want <= up:
                 return
             time.sleep(0.2)
-        raise TargetError(f"Prometheus does not scrape {sorted(want - up)} after {timeout}s")
+        raise TargetError(
+            f"Prometheus does not scrape {sorted(want - up)} after {timeout}s (targets: {seen})"
+        )
 
     def _start_prometheus(self) -> Proc:
         port = procs.free_port()

@@ -25,6 +25,11 @@ from delivery.observation import StepObservation
 from delivery.progress import Printer, progress_line
 from delivery.target import Target, VersionInfo
 
+# Fields of an open delivery's folded view that its recovery record sets anew.
+RECOVERY_DROP = frozenset(
+    {"kind", "recorded_at", "schema_version", "delivery_id", "outcome", "reason", "ended_at"}
+)
+
 
 class Outcome(StrEnum):
     PROMOTED = "promoted"
@@ -119,9 +124,7 @@ class Delivery:
             self.record(
                 "finished",
                 d["delivery_id"],
-                **{
-                    k: v for k, v in d.items() if k not in {"kind", "recorded_at", "schema_version"}
-                },
+                **{k: v for k, v in d.items() if k not in RECOVERY_DROP},
                 ended_at=now,
                 outcome="aborted",
                 reason=reason,

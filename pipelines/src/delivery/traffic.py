@@ -24,6 +24,7 @@ import httpx
 
 WIDTHS = (16, 24, 32, 48, 64)
 WORKERS = 8
+MISS_SHARE = 0.05
 
 
 def tiny_png(width: int = 96, height: int = 64) -> bytes:
@@ -112,7 +113,9 @@ def worker(
             # Open loop: keep the schedule even when responses are slow (bounded catch-up).
             next_at = max(next_at + period, time.monotonic() - 1.0)
             tenant = rng.choice(tenants)
-            url = f"{gateway}/v1/{tenant}/images/{images[tenant]}?w={rng.choice(WIDTHS)}"
+            # Mostly cached renditions, plus a trickle of new sizes so transforms keep happening.
+            width = rng.choice(WIDTHS) if rng.random() > MISS_SHARE else rng.randint(8, 400)
+            url = f"{gateway}/v1/{tenant}/images/{images[tenant]}?w={width}"
             try:
                 code = str(client.get(url).status_code)
             except httpx.HTTPError:

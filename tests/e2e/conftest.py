@@ -1,0 +1,168 @@
+"""One local environment for the whole e2e session: real service processes, HAProxy, Prometheus
+and the traffic generator on 127.0.0.1 free ports, driven through the `deliver` CLI with a test
+policy (short bakes). Torn down in a finalizer whatever happens.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from delivery.config import load
+from delivery.ledger import FileLedger, deliveries
+from delivery.local_env import LocalEnvironment
+
+ENV = "e2e"
+DELIVER = [sys.executable, "-m", "delivery.cli"]
+
+VERSIONS: dict[str, dict[str, Any]] = {
+    "v0": {},
+    "good-1": {},
+    "good-2": {},
+    "good-3": {},
+    "good-4": {},
+    "bad-5xx": {"IMAGE_SERVICE_FAULT_ERROR_RATE": "0.05"},
+    "slow": {"IMAGE_SERVICE_FAULT_LATENCY_MS": "100"},
+    "bad-globex": {"IMAGE_SERVICE_FAULT_ERROR_RATE": "0.3", "IMAGE_SERVICE_FAULT_TENANT": "globex"},
+}
+
+
+def policy(state: Path, ledger: Path) -> dict[str, Any]:
+    return {
+        "schema_version": 1,
+        "environment": ENV,
+        "target": {
+            "kind": "local",
+            "local": {
+                "state_dir": str(state),
+                "scrape_interval_seconds": 1,
+                "traffic_rps": 100,
+                "traffic_max_seconds": 900,
+                "tenants": ["acme", "globex", "initech", "umbrella"],
+                "initial_stable": "v0",
+                "versions": {
+                    name: {"source": "worktree", "env": env} for name, env in VERSIONS.items()
+                },
+            },
+        },
+        "ledger": str(ledger),
+        "canary": {
+            "steps": [{"weight": 25, "bake_seconds": 12}, {"weight": 50, "bake_seconds": 8}],
+            "interval_seconds": 2,
+            "max_extensions": 1,
+            "extension_seconds": 4,
+            "progress_seconds": 1,
+        },
+        "judge": {"confidence": 0.99, "min_requests": 30},
+        "delta": {
+            "max_changes": 5,
+            "max_risk": 10,
+            "op_weights": {"create": 1, "update": 1, "delete": 3, "replace": 5},
+            "service_types": ["local:process:ImageService"],
+        },
+    }
+
+
+@dataclass
+class LocalEnv:
+    repo: Path
+    envs: Path
+    ledger_path: Path
+    env: LocalEnvironment
+
+    def argv(self, *args: str) -> list[str]:
+        return [
+            *DELIVER,
+            *args,
+            "--env",
+            ENV,
+            "--repo",
+            str(self.repo),
+            "--environments",
+            str(self.envs),
+        ]
+
+    def deliver(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            self.argv(*args), capture_output=True, text=True, timeout=timeout, cwd=self.repo
+        )
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            self.argv(*args),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=self.repo,
+        )
+
+    def deliveries(self) -> list[dict[str, Any]]:
+        return deliveries(FileLedger(self.ledger_path).read().records, ENV)
+
+    def last(self, version: str) -> dict[str, Any]:
+        found = [d for d in self.deliveries() if d.get("version") == version]
+        assert found, f"no ledger entry for {version}"
+        return found[-1]
+
+    @staticmethod
+    def dump(result: subprocess.CompletedProcess[str]) -> str:
+        shown = result.stdout.split("ledger entry:")[0]  # tables and reasons, not the JSON
+        return (
+            f"exit {result.returncode}\n--- stdout\n{shown[-6000:]}\n"
+            f"--- stderr\n{result.stderr[-3000:]}"
+        )
+
+    @staticmethod
+    def wait_for_line(proc: subprocess.Popen[str], needle: str, limit: int = 400) -> str:
+        return "".join(wait_for_line(proc, needle, limit))
+
+    def traffic(self) -> dict[str, dict[str, int]]:
+        counts: dict[str, dict[str, int]] = self.env.traffic_stats().get("counts", {})
+        return counts
+
+
+def wait_for_line(proc: subprocess.Popen[str], needle: str, limit: int = 400) -> list[str]:
+    """Read the child's output until a line holds `needle` (bounded)."""
+    assert proc.stdout is not None
+    seen: list[str] = []
+    for _ in range(limit):
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if needle in line:
+            return seen
+    raise AssertionError(f"never saw {needle!r}; output:\n{''.join(seen)}")
+
+
+@pytest.fixture(scope="session")
+def local_env(repo_root: Path) -> Iterator[LocalEnv]:
+    os.environ["PATH"] = os.environ.get("PATH", "") + ":/usr/sbin"
+    missing = [t for t in ("prometheus", "haproxy") if not shutil.which(t)]
+    if missing:
+        pytest.fail(f"e2e needs {missing} (run scripts/setup.sh)")
+    # Not pytest's tmp_path: concurrent pytest sessions prune each other's old basetemps, which
+    # would delete a live environment. `.state/` is gitignored; the finalizer removes it.
+    base = repo_root / ".state" / "e2e" / uuid.uuid4().hex[:10]
+    base.mkdir(parents=True)
+    envs = base / "environments"
+    envs.mkdir()
+    state, ledger = base / "state", base / "ledger.jsonl"
+    (envs / f"delivery.{ENV}.yaml").write_text(yaml.safe_dump(policy(state, ledger)))
+    cfg = load(ENV, envs)
+    assert cfg.local is not None
+    handle = LocalEnv(repo_root, envs, ledger, LocalEnvironment(repo_root, cfg.local, ENV))
+    try:
+        up = handle.deliver("env", "up")
+        assert up.returncode == 0, handle.dump(up)
+        yield handle
+    finally:
+        handle.env.down()
+        shutil.rmtree(base, ignore_errors=True)

@@ -1,0 +1,196 @@
+"""The eight end-to-end scenarios of issue 5, against real local processes, in order.
+
+They share one local environment (see conftest.py); each delivers a distinct named version,
+because versions are never redeployed.
+"""
+
+import signal
+import subprocess
+from typing import Any
+
+import httpx
+import pytest
+from delivery import procs
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def failed(counts: dict[str, dict[str, int]]) -> int:
+    return sum(n for per in counts.values() for code, n in per.items() if not code.startswith("2"))
+
+
+def total(counts: dict[str, dict[str, int]]) -> int:
+    return sum(n for per in counts.values() for n in per.values())
+
+
+def diff(
+    after: dict[str, dict[str, int]], before: dict[str, dict[str, int]]
+) -> dict[str, dict[str, int]]:
+    return {
+        t: {c: n - before.get(t, {}).get(c, 0) for c, n in per.items()} for t, per in after.items()
+    }
+
+
+def stable_version(local_env: Any) -> str:
+    return str(local_env.env.read()["tracks"]["stable"]["version"])
+
+
+def test_1_good_version_is_promoted_without_user_errors(local_env: Any) -> None:
+    before = local_env.traffic()
+    result = local_env.deliver("run", "--version", "good-1")
+    assert result.returncode == 0, local_env.dump(result)
+    assert "[step 1/2] weight 25%" in result.stdout  # live progress
+    assert "Verdict: PASS" in result.stdout
+    entry = local_env.last("good-1")
+    assert entry["outcome"] == "promoted"
+    assert [s["weight"] for s in entry["steps"]] == [25, 50][: len(entry["steps"])] or len(
+        entry["steps"]
+    ) >= 2
+    assert all(c["passed"] for c in entry["checks"]), entry["checks"]
+    assert stable_version(local_env) == "good-1"
+    seen = diff(local_env.traffic(), before)
+    assert total(seen) > 100
+    assert failed(seen) <= 0.005 * total(seen), seen
+
+
+def test_2_bad_version_aborts_at_first_step_and_users_barely_notice(local_env: Any) -> None:
+    before, stable = local_env.traffic(), stable_version(local_env)
+    result = local_env.deliver("run", "--version", "bad-5xx")
+    assert result.returncode == 3, local_env.dump(result)
+    entry = local_env.last("bad-5xx")
+    assert entry["outcome"] == "aborted"
+    assert [s["weight"] for s in entry["steps"]] == [25]
+    assert "error_ratio" in entry["reason"]
+    seen = diff(local_env.traffic(), before)
+    # At most the canary's share (25%) of the 5% fault, plus tolerance for the short run.
+    assert failed(seen) <= (0.25 * 0.05 + 0.01) * total(seen), seen
+    assert stable_version(local_env) == stable
+    assert local_env.env.track("canary") is None
+    assert local_env.env.track("baseline") is None
+
+
+def test_3_slow_version_is_aborted(local_env: Any) -> None:
+    stable = stable_version(local_env)
+    result = local_env.deliver("run", "--version", "slow")
+    assert result.returncode == 3, local_env.dump(result)
+    entry = local_env.last("slow")
+    assert entry["outcome"] == "aborted"
+    failing = [
+        row["metric"]
+        for step in entry["steps"]
+        for row in step["verdict"]["evidence"]
+        if row["result"] == "fail"
+    ]
+    assert any(m.startswith("latency") for m in failing), entry["reason"]
+    assert stable_version(local_env) == stable
+
+
+def test_4_one_tenant_regression_is_aborted_and_named(local_env: Any) -> None:
+    result = local_env.deliver("run", "--version", "bad-globex")
+    assert result.returncode == 3, local_env.dump(result)
+    entry = local_env.last("bad-globex")
+    failing_scopes = {
+        row["scope"]
+        for step in entry["steps"]
+        for row in step["verdict"]["evidence"]
+        if row["result"] == "fail"
+    }
+    assert "globex" in failing_scopes, entry["steps"][-1]["verdict"]["reasons"]
+    assert not failing_scopes & {"acme", "initech", "umbrella"}
+    assert "globex" in result.stdout  # the printed verdict table names the tenant
+
+
+def test_5_prometheus_stopped_mid_analysis_never_promotes(local_env: Any) -> None:
+    stable = stable_version(local_env)
+    proc = local_env.start("run", "--version", "good-2")
+    try:
+        local_env.wait_for_line(proc, "[step 1/2]")
+        prom = local_env.env.proc("prometheus")
+        assert prom is not None
+        procs.stop(prom)
+        out, _ = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 3, out
+    entry = local_env.last("good-2")
+    assert entry["outcome"] == "aborted"
+    assert "no metrics" in entry["reason"]
+    assert "unreachable" in entry["reason"]
+    assert stable_version(local_env) == stable
+    up = local_env.deliver("env", "up")  # bring Prometheus back for the rest
+    assert up.returncode == 0, local_env.dump(up)
+
+
+def test_6_and_7_concurrent_run_is_refused_and_killed_run_converges(local_env: Any) -> None:
+    first = local_env.start("run", "--version", "good-3")
+    try:
+        local_env.wait_for_line(first, "[step 1/2]")
+        second = local_env.deliver("run", "--version", "good-4")
+        assert second.returncode == 5, local_env.dump(second)
+        assert "another delivery" in second.stderr
+        first.send_signal(signal.SIGKILL)  # deliver dies mid-canary: nothing is cleaned up
+        first.wait(timeout=10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait(timeout=10)
+        assert first.stdout is not None
+        first.stdout.close()
+    assert local_env.env.track("canary") is not None  # the stale canary is still there
+    status = local_env.deliver("status")
+    assert status.returncode == 0, local_env.dump(status)
+    assert "recovery: aborted a stale canary good-3" in status.stdout
+    assert local_env.env.track("canary") is None
+    assert local_env.env.track("baseline") is None
+    entry = local_env.last("good-3")
+    assert entry["outcome"] == "aborted"
+    assert entry["reason"].startswith("recovered")
+    # The next run proceeds with no manual step.
+    result = local_env.deliver("run", "--version", "good-4")
+    assert result.returncode == 0, local_env.dump(result)
+    assert stable_version(local_env) == "good-4"
+
+
+def test_8_every_exported_promql_returns_data(local_env: Any) -> None:
+    try:
+        from infra.observability.queries import exported_queries
+    except ImportError:
+        pytest.skip("infra.observability.queries.exported_queries() does not exist yet")
+    url = local_env.env.prometheus_url()
+    empty: list[str] = []
+    errors: list[str] = []
+    queries = exported_queries()
+    assert queries
+    with httpx.Client(timeout=10) as client:
+        for q in queries:
+            body = client.get(f"{url}/api/v1/query", params={"query": q.expr}).json()
+            if body.get("status") != "success":
+                errors.append(f"{q.source}: {body.get('error')}")
+            elif q.expects_data and not body["data"]["result"]:
+                empty.append(f"{q.source}: {q.expr}")
+    assert not errors, "\n".join(errors)
+    assert not empty, "empty results:\n" + "\n".join(empty)
+
+
+def test_ledger_and_dora_print_real_figures(local_env: Any) -> None:
+    ledger = local_env.deliver("ledger")
+    assert ledger.returncode == 0, local_env.dump(ledger)
+    for version in ("good-1", "bad-5xx", "slow", "bad-globex", "good-2", "good-3", "good-4"):
+        assert version in ledger.stdout
+    dora = local_env.deliver("dora", "--json")
+    assert dora.returncode == 0, local_env.dump(dora)
+    import json
+
+    figures = json.loads(dora.stdout)
+    assert figures["promoted"] >= 2
+    assert figures["aborted"] >= 4
+    assert 0 < figures["change_fail_rate"] < 1
+    assert figures["lead_time_seconds"] is not None
+
+
+def test_redeploying_an_old_version_is_refused(local_env: Any) -> None:
+    result = local_env.deliver("run", "--version", "bad-5xx")
+    assert result.returncode == 4, local_env.dump(result)
+    assert "never redeployed" in result.stdout
+    _ = subprocess  # keep the import for type checkers of Popen
