@@ -17,6 +17,7 @@ function init(args)
   counter = 0
   counts = {}
   missing_retry = 0
+  sample = ""
 end
 
 function request()
@@ -31,6 +32,9 @@ end
 
 function response(status, headers, body)
   counts[status] = (counts[status] or 0) + 1
+  if status >= 300 and sample == "" then
+    sample = string.sub(tostring(body), 1, 200)
+  end
   if (status == 429 or status == 503) and headers["retry-after"] == nil
       and headers["Retry-After"] == nil then
     missing_retry = missing_retry + 1
@@ -41,6 +45,10 @@ function done(summary, latency, requests)
   local total = {}
   local missing = 0
   for _, t in ipairs(threads) do
+    local s = t:get("sample")
+    if s ~= "" then
+      io.write("SAMPLE " .. string.gsub(s, "\n", " ") .. "\n")
+    end
     for code, count in pairs(t:get("counts")) do
       total[code] = (total[code] or 0) + count
     end
