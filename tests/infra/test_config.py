@@ -8,6 +8,15 @@ import pytest
 from infra.config import KEYS, ConfigError, parse
 from infra.mock_harness import ENVIRONMENTS, stack_config
 
+TENANTS = f"""
+[tenants.shop-1]
+api_key_sha256 = ["{"a" * 64}"]
+signing_secrets = ["file:/etc/image-service/signing/shop-1-a"]
+[tenants.blog]
+api_key_sha256 = ["{"b" * 64}"]
+allow_unsigned_reads = true
+"""
+
 
 def raw(**overrides: str) -> dict[str, str]:
     base = {
@@ -15,7 +24,7 @@ def raw(**overrides: str) -> dict[str, str]:
         "kubernetesVersion": "1.33",
         "serviceHost": "images.example.com",
         "grafanaHost": "grafana.example.com",
-        "tenants": "tenants: []\n",
+        "tenants": TENANTS,
         "githubRepository": "example-org/image-delivery",
         "acmeEmail": "ops@example.com",
     }
@@ -112,6 +121,30 @@ def test_bad_stack_name_and_region_are_refused() -> None:
         parse(raw(), environment="Prod!", region="us-east-1")
     with pytest.raises(ConfigError, match="region"):
         parse(raw(), environment="dev", region="mars-1")
+
+
+def test_tenants_give_ids_and_generated_secret_names() -> None:
+    cfg = parse(raw(), environment="dev", region="us-east-1")
+    assert cfg.service.tenant_ids == ("shop-1", "blog")
+    assert cfg.service.signing_secret_names == ("shop-1-a",)
+
+
+@pytest.mark.parametrize(
+    ("tenants", "message"),
+    [
+        ("not = [toml", "not valid TOML"),
+        ("title = 'no tenants'", "at least one"),
+        ('[tenants.Bad_Id]\napi_key_sha256 = ["x"]', "tenant id"),
+        (
+            '[tenants.a]\nsigning_secrets = ["env:SECRET"]',
+            "must be file:/etc/image-service/signing",
+        ),
+        ('[tenants.a]\nsigning_secrets = ["file:/tmp/s"]', "must be file:"),
+    ],
+)
+def test_bad_tenants_are_refused(tenants: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse(raw(tenants=tenants), environment="dev", region="us-east-1")
 
 
 def test_delivery_keys_are_declared() -> None:

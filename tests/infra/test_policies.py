@@ -200,11 +200,16 @@ def lifecycle(resources: list[Recorded]) -> list[str]:
             out.append(f"{name}: no lifecycle rules")
         if not any("noncurrentVersionExpiration" in r for r in enabled):
             out.append(f"{name}: noncurrent versions never expire")
-        if name.endswith("-images") and not any(
-            r.get("filter", {}).get("prefix") == "renditions/" and "expiration" in r
-            for r in enabled
-        ):
-            out.append(f"{name}: renditions never expire")
+        if name.endswith("-images"):
+            # Each tenant's <prefix>/<tenant>/renditions/ expires (tenants from stack config).
+            expiring = {
+                r["filter"]["prefix"]
+                for r in enabled
+                if "expiration" in r
+                and r.get("filter", {}).get("prefix", "").endswith("/renditions/")
+            }
+            if not expiring or not all(p.startswith("images/") for p in expiring):
+                out.append(f"{name}: renditions never expire")
     return out
 
 
@@ -435,8 +440,8 @@ def least_privilege(resources: list[Recorded]) -> list[str]:
                         out.append("ListBucket not limited to own prefixes")
                 elif action not in {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"}:
                     out.append(f"service may {action}")
-                elif not all(r.endswith(("/originals/*", "/renditions/*")) for r in resources_):
-                    out.append(f"{action} outside the originals/renditions prefixes")
+                elif not all(r.endswith("/images/*") for r in resources_):
+                    out.append(f"{action} outside the service's images/ prefix")
             elif action.startswith("kms:"):
                 if not all(r.startswith("arn:aws:kms:") and r.endswith("-s3") for r in resources_):
                     out.append(f"{action} on a key other than the images key")
@@ -739,7 +744,7 @@ NEGATIVE_CASES: list[tuple[str, str, Breaker]] = [
                 for r in _find(
                     rs, "bucketLifecycleConfiguration:BucketLifecycleConfiguration", "images"
                 ).inputs["rules"]
-                if r["id"] != "expire-renditions"
+                if not r["id"].startswith("expire-renditions")
             ]
         ),
     ),

@@ -115,7 +115,16 @@ def test_service_env_contract(recorded: dict[str, list[Recorded]]) -> None:
     assert env["IMAGE_SERVICE_TRACK"] == "stable"
     assert env["IMAGE_SERVICE_ENVIRONMENT"] == "dev"
     assert env["IMAGE_SERVICE_STORAGE"].startswith("s3://image-platform-dev-images")
-    assert env["IMAGE_SERVICE_TENANTS_FILE"] == "/etc/image-service/tenants.yaml"
+    assert env["IMAGE_SERVICE_STORAGE"].endswith("/images")
+    assert env["IMAGE_SERVICE_TENANTS_FILE"] == "/etc/image-service/tenants.toml"
+    # The tenants file and the generated signing secret land where the tenants file says.
+    spec = stable["spec"]["template"]["spec"]
+    volume = next(v for v in spec["volumes"] if v["name"] == "secrets")
+    paths = {i["path"] for i in volume["secret"]["items"]}
+    assert paths == {"tenants.toml", "signing/shop-1-a"}
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "secrets")
+    assert mount["mountPath"] == "/etc/image-service"
+    assert mount["readOnly"] is True
     assert container["ports"][0]["containerPort"] == 8080
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"

@@ -10,7 +10,8 @@ import pulumi_aws as aws
 from infra import iam
 from infra.config import StorageConfig
 
-IMAGE_PREFIXES = ("originals", "renditions")
+# The service stores <prefix>/<tenant>/originals/... and <prefix>/<tenant>/renditions/...
+IMAGE_PREFIX = "images"
 LifecycleRule = aws.s3.BucketLifecycleConfigurationRuleArgsDict
 SseDefault = (
     aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgsDict
@@ -27,7 +28,9 @@ class BucketSpec:
     log_target: bool = False
 
 
-def lifecycle_rules(purpose: str, storage: StorageConfig) -> tuple[LifecycleRule, ...]:
+def lifecycle_rules(
+    purpose: str, storage: StorageConfig, tenants: tuple[str, ...] = ()
+) -> tuple[LifecycleRule, ...]:
     """Lifecycle per bucket purpose (FSBP S3.13); pure so the rules are testable."""
     base: list[LifecycleRule] = [
         {
@@ -44,15 +47,17 @@ def lifecycle_rules(purpose: str, storage: StorageConfig) -> tuple[LifecycleRule
         },
     ]
     if purpose == "images":
-        base.append(
+        # Renditions are derived data, re-rendered from the originals on demand. S3 filters match
+        # a key prefix only, and renditions sit under each tenant: one rule per tenant.
+        base += [
             {
-                # Renditions are derived data: they can be re-rendered from the originals.
-                "id": "expire-renditions",
+                "id": f"expire-renditions-{tenant}",
                 "status": "Enabled",
-                "filter": {"prefix": "renditions/"},
+                "filter": {"prefix": f"{IMAGE_PREFIX}/{tenant}/renditions/"},
                 "expiration": {"days": storage.renditions_expire_days},
             }
-        )
+            for tenant in tenants
+        ]
     if purpose == "access-logs":
         base.append(
             {
@@ -153,6 +158,7 @@ class Buckets(pulumi.ComponentResource):
         name: str,
         storage: StorageConfig,
         *,
+        tenants: tuple[str, ...],
         account_id: pulumi.Input[str],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
@@ -185,7 +191,7 @@ class Buckets(pulumi.ComponentResource):
         )
         self.images = SecureBucket(
             f"{name}-images",
-            BucketSpec("images", lifecycle_rules("images", storage)),
+            BucketSpec("images", lifecycle_rules("images", storage, tenants)),
             kms_key_arn=self.key.arn,
             log_bucket=self.logs.bucket.id,
             opts=child,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -19,6 +20,10 @@ SUPPORTED_KUBERNETES = ("1.31", "1.32", "1.33", "1.34")
 MIN_PROMETHEUS_RETENTION_HOURS = 6
 MIN_THANOS_RETENTION_DAYS = 11  # "over 10 days"
 MAX_CANARY_WEIGHT = 50  # canary + baseline = 2 * weight must leave stable its share
+# Signing secrets the platform generates and mounts; tenants refer to them as file:<dir>/<name>.
+SIGNING_DIR = "/etc/image-service/signing"
+# One lifecycle rule per tenant (renditions live under <tenant>/renditions/); S3 allows 1000.
+MAX_TENANTS = 900
 
 NatStrategy = Literal["single", "onePerAz"]
 
@@ -106,7 +111,9 @@ class ServiceConfig:
     stable_replicas: int
     stable_max_replicas: int
     canary_replicas: int
-    tenants_yaml: str
+    tenants_toml: str
+    tenant_ids: tuple[str, ...]
+    signing_secret_names: tuple[str, ...]
 
     @property
     def canary_active(self) -> bool:
@@ -231,6 +238,39 @@ def _cidrs(key: str, values: tuple[str, ...], *, allow_world: bool) -> tuple[str
     return values
 
 
+_TENANT_ID = re.compile(r"[a-z0-9-]{1,63}")
+
+
+def parse_tenants(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(tenant ids, generated signing-secret names) of the service's TOML tenants file.
+
+    The service validates the rest at start; the platform needs the ids (per-tenant lifecycle
+    rules) and refuses signing secrets it cannot provide (env: refs, files elsewhere)."""
+    key = f"{PROJECT}:tenants"
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{key} is not valid TOML: {exc}") from None
+    tables = document.get("tenants")
+    if not isinstance(tables, dict) or not tables:
+        raise ConfigError(f"{key} needs at least one [tenants.<id>] table")
+    if len(tables) > MAX_TENANTS:
+        raise ConfigError(f"{key}: at most {MAX_TENANTS} tenants (S3 lifecycle rule limit)")
+    names: list[str] = []
+    for tid, table in tables.items():
+        if not _TENANT_ID.fullmatch(tid) or not isinstance(table, dict):
+            raise ConfigError(f"{key}: tenant id {tid!r} must match [a-z0-9-]{{1,63}}")
+        for ref in table.get("signing_secrets", []):
+            name = str(ref).removeprefix(f"file:{SIGNING_DIR}/")
+            if name == ref or not _TENANT_ID.fullmatch(name):
+                raise ConfigError(
+                    f"{key}: tenant {tid} signing secret {ref!r} must be "
+                    f"file:{SIGNING_DIR}/<name> (the platform generates and mounts it)"
+                )
+            names.append(name)
+    return tuple(tables), tuple(sorted(set(names)))
+
+
 def parse(raw: Mapping[str, str], *, environment: str, region: str) -> PlatformConfig:
     """Validate raw stack config into a PlatformConfig, or raise ConfigError naming the key."""
     r = _Reader(raw)
@@ -291,6 +331,8 @@ def parse(raw: Mapping[str, str], *, environment: str, region: str) -> PlatformC
     )
 
     stable_replicas = r.integer("stableReplicas", 2, 1, 100)
+    tenants_toml = r.string("tenants")
+    tenant_ids, signing_names = parse_tenants(tenants_toml)
     service = ServiceConfig(
         host=_host("serviceHost", r.string("serviceHost")),
         stable_version=_image_ref("stableVersion", r.string("stableVersion"), optional=False),
@@ -301,7 +343,9 @@ def parse(raw: Mapping[str, str], *, environment: str, region: str) -> PlatformC
             "stableMaxReplicas", stable_replicas * 3, stable_replicas, 500
         ),
         canary_replicas=r.integer("canaryReplicas", 1, 1, 20),
-        tenants_yaml=r.string("tenants"),
+        tenants_toml=tenants_toml,
+        tenant_ids=tenant_ids,
+        signing_secret_names=signing_names,
     )
     repo = r.string("githubRepository")
     if not _REPO.match(repo):

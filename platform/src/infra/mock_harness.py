@@ -102,6 +102,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
             outputs["repositoryUrl"] = f"{ACCOUNT_ID}.dkr.ecr.us-east-1.amazonaws.com/{args.name}"
         if args.typ == "aws:ec2/launchTemplate:LaunchTemplate":
             outputs["latestVersion"] = 1
+        if args.typ == "random:index/randomPassword:RandomPassword":
+            outputs["result"] = f"mock-secret-{args.name}"
         return f"{args.name}-id", outputs
 
     def call(self, args: mocks.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]]]:

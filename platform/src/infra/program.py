@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import pulumi
 import pulumi_aws as aws
+import pulumi_random as random
 
 from infra import iam
-from infra.buckets import IMAGE_PREFIXES, Buckets
+from infra.buckets import IMAGE_PREFIX, Buckets
 from infra.ci_identity import CiIdentity
 from infra.cluster import Cluster, irsa_role
 from infra.config import KEYS, PROJECT, PlatformConfig, parse
@@ -24,7 +25,7 @@ from infra.registry import Registry
 from infra.service_deployment import GatewayRef, ServiceDeployment, ServiceSpec
 
 SERVICE = "image-service"
-TENANTS_PATH = f"/etc/{SERVICE}/tenants.yaml"
+TENANTS_PATH = f"/etc/{SERVICE}/tenants.toml"
 
 
 def load_config() -> PlatformConfig:
@@ -39,7 +40,7 @@ def main() -> None:
     name = cfg.name
     account_id = aws.get_caller_identity_output().account_id
 
-    buckets = Buckets(name, cfg.storage, account_id=account_id)
+    buckets = Buckets(name, cfg.storage, tenants=cfg.service.tenant_ids, account_id=account_id)
     registry = Registry(f"{name}-{SERVICE}", kms_key_arn=buckets.key.arn)
     ci = CiIdentity(
         f"{name}-ci",
@@ -106,11 +107,22 @@ def main() -> None:
         namespace=SERVICE,
         service_accounts=[SERVICE],
         policy=pulumi.Output.all(buckets.images.bucket.arn, buckets.key.arn).apply(
-            lambda a: iam.object_access(a[0], IMAGE_PREFIXES, a[1])
+            lambda a: iam.object_access(a[0], [IMAGE_PREFIX], a[1])
         ),
         parent=cluster,
     )
     svc = cfg.service
+    # Tenants' URL-signing secrets: generated here, mounted as files, exported (secret) so tenant
+    # onboarding can hand them over. Rotation: add a new name to the tenant, then drop the old.
+    secrets = {
+        n: random.RandomPassword(
+            f"{name}-signing-{n}",
+            length=48,
+            special=False,
+            opts=pulumi.ResourceOptions(parent=cluster),
+        ).result
+        for n in svc.signing_secret_names
+    }
     ServiceDeployment(
         SERVICE,
         ServiceSpec(
@@ -129,16 +141,19 @@ def main() -> None:
             role_arn=service_role.arn,
             env_prefix="IMAGE_SERVICE",
             env=(
-                # The bucket root: originals/ and renditions/ are the prefixes the role allows.
+                # The one prefix the role allows: <prefix>/<tenant>/{originals,renditions}/.
                 (
                     "IMAGE_SERVICE_STORAGE",
-                    pulumi.Output.concat("s3://", buckets.images.bucket.bucket),
+                    pulumi.Output.concat("s3://", buckets.images.bucket.bucket, f"/{IMAGE_PREFIX}"),
                 ),
                 ("IMAGE_SERVICE_TENANTS_FILE", TENANTS_PATH),
                 ("IMAGE_SERVICE_ENVIRONMENT", cfg.environment),
                 ("AWS_REGION", cfg.region),
             ),
-            secret_files=(("tenants.yaml", pulumi.Output.secret(svc.tenants_yaml)),),
+            secret_files=(
+                ("tenants.toml", pulumi.Output.secret(svc.tenants_toml)),
+                *((f"signing/{n}", secrets[n]) for n in svc.signing_secret_names),
+            ),
         ),
         provider=cluster.provider,
         depends_on=[gateway, monitoring],
@@ -153,3 +168,4 @@ def main() -> None:
     pulumi.export("serviceUrl", f"https://{svc.host}")
     pulumi.export("ecrRepository", registry.repository.repository_url)
     pulumi.export("deployRoleArn", ci.role.arn)
+    pulumi.export("signingSecrets", pulumi.Output.secret(secrets))

@@ -51,7 +51,8 @@ class ServiceSpec:
     prometheus_namespace: str
     role_arn: pulumi.Input[str] | None = None
     env: tuple[tuple[str, pulumi.Input[str]], ...] = ()
-    secret_files: tuple[tuple[str, pulumi.Input[str]], ...] = ()  # file name -> content
+    # (path under /etc/<name>/, content), from one Secret; paths may have one directory level.
+    secret_files: tuple[tuple[str, pulumi.Input[str]], ...] = ()
     port: int = 8080
     liveness_path: str = "/healthz"
     readiness_path: str = "/readyz"
@@ -76,6 +77,11 @@ def image_ref(repository: pulumi.Input[str], version: str) -> pulumi.Output[str]
     """repo:tag, or repo@sha256:... when the version is a digest."""
     sep = "@" if version.startswith("sha256:") else ":"
     return pulumi.Output.concat(repository, sep, version)
+
+
+def _secret_key(path: str) -> str:
+    # Secret keys cannot hold "/": the volume's items map each key back to its path.
+    return path.replace("/", "--")
 
 
 def _labels(spec: ServiceSpec, track: str) -> dict[str, str]:
@@ -153,7 +159,11 @@ def _deployment(spec: ServiceSpec, track: str) -> Manifest:
         volumes.append(
             {
                 "name": "secrets",
-                "secret": {"secretName": f"{spec.name}-files", "defaultMode": 0o440},
+                "secret": {
+                    "secretName": f"{spec.name}-files",
+                    "defaultMode": 0o440,
+                    "items": [{"key": _secret_key(p), "path": p} for p, _ in spec.secret_files],
+                },
             }
         )
     pod_spec: dict[str, Any] = {
@@ -271,7 +281,7 @@ def manifests(spec: ServiceSpec) -> list[Manifest]:
                 "kind": "Secret",
                 "metadata": {"name": f"{spec.name}-files", "namespace": ns, "labels": app},
                 "type": "Opaque",
-                "stringData": dict(spec.secret_files),
+                "stringData": {_secret_key(p): v for p, v in spec.secret_files},
             }
         )
     for track in TRACKS:
