@@ -100,6 +100,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     printer.say("ledger entry:\n" + json.dumps(result.record, indent=2, sort_keys=True))
     if args.summary:
         write_summary(Path(args.summary), result.record, result.verdicts)
+    if args.chart and result.record.get("steps"):
+        from delivery import chart
+
+        chart.render(result.record, Path(args.chart))
     return EXIT[result.outcome]
 
 
@@ -313,6 +317,9 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--summary", metavar="FILE", help="append a markdown summary (e.g. $GITHUB_STEP_SUMMARY)"
+    )
+    run.add_argument(
+        "--chart", metavar="PNG", help="write a PNG chart of canary vs baseline per step"
     )
     run.set_defaults(func=cmd_run)
 

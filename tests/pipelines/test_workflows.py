@@ -1,0 +1,97 @@
+"""GitHub workflows: valid per the vendored schema, thin, pinned, OIDC, one delivery per env."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+WORKFLOWS = ["pull-request.yml", "deliver.yml"]
+SHA_PIN = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")
+
+
+def load(repo_root: Path, name: str) -> dict[Any, Any]:
+    data = yaml.safe_load((repo_root / ".github" / "workflows" / name).read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def steps(workflow: dict[Any, Any]) -> list[tuple[str, dict[str, Any]]]:
+    return [(job, step) for job, body in workflow["jobs"].items() for step in body["steps"]]
+
+
+def test_workflows_match_the_github_schema(repo_root: Path, tmp_path: Path) -> None:
+    files = [str(repo_root / ".github" / "workflows" / n) for n in WORKFLOWS]
+    ok = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "check_jsonschema",
+            "--builtin-schema",
+            "vendor.github-workflows",
+            *files,
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    # Negative control: the same check rejects a broken workflow.
+    bad = tmp_path / "bad.yml"
+    bad.write_text("on: push\njobs:\n  x:\n    runs-on: ubuntu-24.04\n    steps: oops\n")
+    broken = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "check_jsonschema",
+            "--builtin-schema",
+            "vendor.github-workflows",
+            str(bad),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert broken.returncode != 0
+
+
+@pytest.mark.parametrize("name", WORKFLOWS)
+def test_every_action_is_pinned_by_sha_and_aws_uses_oidc(repo_root: Path, name: str) -> None:
+    workflow = load(repo_root, name)
+    for job, step in steps(workflow):
+        if "uses" in step:
+            assert SHA_PIN.match(step["uses"]), f"{job}: {step['uses']} is not pinned by SHA"
+        with_ = step.get("with", {})
+        assert "aws-access-key-id" not in with_, f"{job}: static AWS keys"
+        if "configure-aws-credentials" in step.get("uses", ""):
+            assert "role-to-assume" in with_
+            assert workflow["jobs"][job]["permissions"]["id-token"] == "write"
+
+
+def test_deliveries_are_thin_serialised_per_env_and_prod_is_protected(repo_root: Path) -> None:
+    workflow = load(repo_root, "deliver.yml")
+    assert list(workflow[True]) == ["push"]  # YAML 1.1 reads `on` as True
+    jobs = workflow["jobs"]
+    assert jobs["deliver-prod"]["needs"] == "deliver-staging"
+    for env in ("staging", "prod"):
+        job = jobs[f"deliver-{env}"]
+        assert job["environment"] == env
+        assert job["concurrency"] == {"group": f"deliver-{env}", "cancel-in-progress": False}
+        runs = [s["run"] for s in job["steps"] if "run" in s]
+        assert len(runs) == 1, "one command: deliver holds the logic"
+        assert runs[0].startswith(f"uv run --locked deliver run --env {env} --version")
+        assert "$GITHUB_STEP_SUMMARY" in runs[0]
+    tags = jobs["build"]["steps"][-1]["with"]["tags"]
+    assert tags.endswith(":${{ github.sha }}")
+
+
+def test_pull_requests_test_then_preview_each_env_as_a_comment(repo_root: Path) -> None:
+    workflow = load(repo_root, "pull-request.yml")
+    jobs = workflow["jobs"]
+    assert [s["run"] for s in jobs["test"]["steps"] if "run" in s] == ["make test"]
+    assert jobs["preview"]["needs"] == "test"
+    assert jobs["preview"]["strategy"]["matrix"]["env"] == ["dev", "staging", "prod"]
+    pulumi = [s for s in jobs["preview"]["steps"] if "pulumi/actions" in s.get("uses", "")]
+    assert pulumi[0]["with"]["command"] == "preview"
+    assert pulumi[0]["with"]["comment-on-pr"] is True
