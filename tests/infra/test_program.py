@@ -193,6 +193,7 @@ def test_exports(recorded: dict[str, list[Recorded]]) -> None:
         "serviceUrl",
         "ecrRepository",
         "deployRoleArn",
+        "signingSecrets",
     ):
         assert f'pulumi.export("{name}"' in source, name
 

@@ -73,9 +73,11 @@ class ServiceSpec:
         return bool(self.canary_version) and self.weights[2] > 0
 
 
-def image_ref(repository: pulumi.Input[str], version: str) -> pulumi.Output[str]:
+def image_ref(repository: pulumi.Input[str], version: str) -> pulumi.Input[str]:
     """repo:tag, or repo@sha256:... when the version is a digest."""
     sep = "@" if version.startswith("sha256:") else ":"
+    if isinstance(repository, str):
+        return f"{repository}{sep}{version}"
     return pulumi.Output.concat(repository, sep, version)
 
 
