@@ -56,6 +56,9 @@ def test_every_variable_is_read() -> None:
         "IMAGE_SERVICE_GRACE_SECONDS": "7",
         "IMAGE_SERVICE_DEMO_KEY": "k",
         "IMAGE_SERVICE_LOG_LEVEL": "debug",
+        "IMAGE_SERVICE_MAX_METADATA_BYTES": "5000",
+        "IMAGE_SERVICE_MAX_HEADER_BYTES": "2048",
+        "IMAGE_SERVICE_MAX_HEADERS": "20",
     }
     s = settings_from_env(env)
     assert (s.host, s.port, s.track, s.version) == ("0.0.0.0", 9000, "canary", "0123abc")
@@ -68,6 +71,8 @@ def test_every_variable_is_read() -> None:
     assert s.limits.max_output_dimension == 300
     assert s.limits.max_frames == 4
     assert s.limits.max_processing_seconds == 2.5
+    assert (s.limits.max_metadata_bytes, s.limits.max_header_bytes) == (5000, 2048)
+    assert s.limits.max_headers == 20
     assert s.background == (0, 255, 128)
     assert (s.drain_seconds, s.grace_seconds, s.demo_key, s.log_level) == (3, 7, "k", "debug")
 

@@ -238,3 +238,52 @@ def test_processing_time_limit(make_app: AppFactory) -> None:
     assert reply.status_code == 422, reply.text
     assert reply.json()["error"] == "processing_timeout"
     assert [p for p in app.stored_files() if "renditions" in p.parts] == []
+
+
+def jpeg_with_app_segments(jpeg: bytes, total: int) -> bytes:
+    payload = b"http://ns.adobe.com/xap/1.0/\x00" + b"A" * 60_000
+    segment = b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload
+    return jpeg[:2] + segment * (total // len(payload) + 1) + jpeg[2:]
+
+
+def png_with_chunk(kind: bytes, payload: bytes) -> bytes:
+    """An 8x8 PNG with one extra chunk right after IHDR (8 magic + 25 IHDR bytes)."""
+    base = png(8, 8, b"\x00" * 9 * 8)
+    return base[:33] + png_chunk(kind, payload) + base[33:]
+
+
+def webp_with_exif(webp: bytes, size: int) -> bytes:
+    # A simple (VP8) WebP gets its EXIF chunk appended and the RIFF size fixed up.
+    chunk = b"EXIF" + size.to_bytes(4, "little") + b"\x00" * size
+    body = webp[12:] + chunk
+    return b"RIFF" + (len(body) + 4).to_bytes(4, "little") + b"WEBP" + body
+
+
+def test_metadata_bombs_are_refused(make_app: AppFactory, images: Images) -> None:
+    app = make_app(limits=replace(Limits(), max_metadata_bytes=1_000_000))
+    zeros = zlib.compress(b"\x00" * 50_000_000, 9)  # 50 MB inflated, about 50 kB on the wire
+    cases = {
+        "png zTXt": png_with_chunk(b"zTXt", b"Comment\x00\x00" + zeros),
+        "png iCCP": png_with_chunk(b"iCCP", b"icc\x00\x00" + zeros),
+        "png iTXt": png_with_chunk(b"iTXt", b"XML\x00\x01\x00en\x00\x00" + zeros),
+        "png tEXt": png_with_chunk(b"tEXt", b"Comment\x00" + b"a" * 1_100_000),
+        "jpeg APP1 flood": jpeg_with_app_segments(images.jpeg, 2_000_000),
+        "webp EXIF": webp_with_exif(images.webp, 1_200_000),
+    }
+    for name, data in cases.items():
+        reply = app.upload(data)
+        assert reply.status_code == 422, (name, reply.status_code, reply.text)
+        assert reply.json()["error"] == "metadata_too_large", name
+    assert app.stored_files() == []
+    # Modest metadata is fine (and stripped from every rendition).
+    assert app.upload(png_with_chunk(b"tEXt", b"Comment\x00" + b"a" * 10_000)).status_code == 201
+    assert app.upload(jpeg_with_app_segments(images.jpeg, 100_000)).status_code == 201
+
+
+def test_oversize_headers_get_431(app: App) -> None:
+    big = app.client.get("/healthz", headers={"X-Pad": "z" * 40_000})
+    assert big.status_code == 431
+    assert big.json()["error"] == "headers_too_large"
+    many = app.client.get("/healthz", headers={f"X-Pad-{i}": "z" for i in range(150)})
+    assert many.status_code == 431
+    assert app.client.get("/healthz").status_code == 200

@@ -380,6 +380,18 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return _json_error(ApiError(500, "internal_error", "an unexpected error occurred"))
 
 
+def _header_refusal(headers: list[tuple[bytes, bytes]], limits: Limits) -> ApiError | None:
+    """uvicorn with httptools bounds neither header count nor size; the service does (431)."""
+    if len(headers) > limits.max_headers:
+        detail = f"more than {limits.max_headers} request headers"
+        return ApiError(431, "headers_too_large", detail, {"Connection": "close"})
+    size = sum(len(k) + len(v) + 4 for k, v in headers)
+    if size > limits.max_header_bytes:
+        detail = f"request headers exceed {limits.max_header_bytes} bytes"
+        return ApiError(431, "headers_too_large", detail, {"Connection": "close"})
+    return None
+
+
 class ObservabilityMiddleware:
     """Request id, in-flight gauge, request metrics and one JSON access line per request."""
 
@@ -413,6 +425,10 @@ class ObservabilityMiddleware:
 
         m.child(m.inflight).inc()
         try:
+            refusal = _header_refusal(scope["headers"], svc.settings.limits)
+            if refusal is not None:
+                await _json_error(refusal)(scope, receive, wrapped_send)
+                return
             await self.app(scope, receive, wrapped_send)
         finally:
             m.child(m.inflight).dec()

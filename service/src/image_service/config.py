@@ -22,6 +22,9 @@ class Limits:
     max_output_dimension: int = 8192  # per side, after dpr
     max_frames: int = 200
     max_processing_seconds: float = 10.0
+    max_metadata_bytes: int = 4 * 1024 * 1024  # EXIF + XMP + ICC + text, inflated
+    max_header_bytes: int = 32 * 1024  # all request headers together
+    max_headers: int = 100
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,13 @@ def settings_from_env(env: Mapping[str, str], cpu_count: int | None = None) -> S
         max_processing_seconds=_float(
             env, "IMAGE_SERVICE_MAX_PROCESSING_SECONDS", Limits.max_processing_seconds, 0.01, 600
         ),
+        max_metadata_bytes=_int(
+            env, "IMAGE_SERVICE_MAX_METADATA_BYTES", Limits.max_metadata_bytes, 0, 1 << 30
+        ),
+        max_header_bytes=_int(
+            env, "IMAGE_SERVICE_MAX_HEADER_BYTES", Limits.max_header_bytes, 1024, 1 << 24
+        ),
+        max_headers=_int(env, "IMAGE_SERVICE_MAX_HEADERS", Limits.max_headers, 8, 10_000),
     )
     log_level = env.get("IMAGE_SERVICE_LOG_LEVEL", "info").lower()
     if log_level not in {"debug", "info", "warning", "error"}:

@@ -7,6 +7,7 @@ agrees, so a file can never be routed to a loader (SVG, PDF, matrix...) that it 
 from __future__ import annotations
 
 import struct
+import zlib
 
 INPUT_FORMATS = frozenset({"jpeg", "png", "webp", "gif", "avif"})
 OUTPUT_FORMATS = ("jpeg", "png", "webp", "avif", "gif")
@@ -91,3 +92,75 @@ def container_intact(fmt: str, data: bytes) -> bool:
     if fmt == "avif":
         return _bmff_end(data) == len(data)
     return False
+
+
+def _inflated_size(blob: bytes, limit: int) -> int:
+    """Bytes a zlib stream inflates to, counting no further than limit (memory stays bounded)."""
+    try:
+        return len(zlib.decompressobj().decompress(blob, max(1, limit)))
+    except zlib.error:
+        return len(blob)
+
+
+def _jpeg_metadata(data: bytes) -> int:
+    total, pos = 0, 2
+    while pos + 4 <= len(data) and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0xDA:  # start of scan: metadata segments all come before it
+            break
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if 0xE0 <= marker <= 0xEF or marker == 0xFE:  # APPn, COM
+            total += length
+        pos += 2 + length
+    return total
+
+
+def _png_metadata(data: bytes, cap: int) -> int:
+    total, pos = 0, len(PNG_MAGIC)
+    while pos + 12 <= len(data) and total <= cap:
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        kind = data[pos + 4 : pos + 8]
+        body = data[pos + 8 : pos + 8 + length]
+        if kind in (b"zTXt", b"iCCP"):
+            keyword, _, rest = body.partition(b"\x00")
+            total += len(keyword) + _inflated_size(rest[1:], cap - total + 1)
+        elif kind == b"iTXt":
+            keyword, _, rest = body.partition(b"\x00")
+            compressed = rest[:1] == b"\x01"
+            text = rest[2:].split(b"\x00", 2)[-1]  # after language tag and translated keyword
+            size = _inflated_size(text, cap - total + 1) if compressed else len(text)
+            total += len(keyword) + size
+        elif kind in (b"tEXt", b"eXIf"):
+            total += length
+        pos += 12 + length
+    return total
+
+
+def _webp_metadata(data: bytes) -> int:
+    total, pos = 0, 12
+    while pos + 8 <= len(data):
+        kind = data[pos : pos + 4]
+        size = int.from_bytes(data[pos + 4 : pos + 8], "little")
+        if kind in (b"ICCP", b"EXIF", b"XMP "):
+            total += size
+        pos += 8 + size + (size & 1)
+    return total
+
+
+def metadata_size(fmt: str, data: bytes, cap: int) -> int:
+    """Bytes of metadata a container carries, compressed PNG chunks counted inflated.
+
+    Metadata is never served (it is stripped), but decoders still parse and inflate it, so a
+    tiny image with a 128 MiB zTXt comment or 16 MiB of APP1 segments is refused up front.
+    Counting stops soon after cap.
+    """
+    if fmt == "jpeg":
+        return _jpeg_metadata(data)
+    if fmt == "png":
+        return _png_metadata(data, cap)
+    if fmt == "webp":
+        return _webp_metadata(data)
+    return 0

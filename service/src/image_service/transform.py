@@ -10,7 +10,13 @@ import pyvips
 
 from image_service.config import Limits
 from image_service.errors import ApiError
-from image_service.formats import ANIMATED_OUTPUTS, LOADERS, container_intact, sniff
+from image_service.formats import (
+    ANIMATED_OUTPUTS,
+    LOADERS,
+    container_intact,
+    metadata_size,
+    sniff,
+)
 from image_service.geometry import VIPS_DIRECTIONS, covering_size, crop_offsets
 from image_service.options import RenditionOptions
 
@@ -80,6 +86,13 @@ def probe(data: bytes, allowed: frozenset[str], limits: Limits) -> ImageInfo:
     if not container_intact(fmt, data):
         raise ApiError(
             422, "invalid_image", f"the {fmt} container is truncated or has trailing data"
+        )
+    metadata = metadata_size(fmt, data, limits.max_metadata_bytes)
+    if metadata > limits.max_metadata_bytes:
+        raise ApiError(
+            422,
+            "metadata_too_large",
+            f"the image carries more than {limits.max_metadata_bytes} bytes of metadata",
         )
     try:
         header = _load(data, fmt, all_frames=True)
