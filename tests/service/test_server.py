@@ -148,3 +148,17 @@ def test_sigterm_drains_in_flight_requests(live_server: Start, images: Images) -
     server.process.wait(timeout=30)
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{server.url}/healthz", timeout=1)
+
+
+def test_a_supplied_demo_key_is_never_echoed(live_server: Start) -> None:
+    server = live_server({"IMAGE_SERVICE_DEMO_KEY": "operator-secret-123"})
+    reply = httpx.post(
+        f"{server.url}/v1/demo/images",
+        content=b"not an image",
+        headers={"Authorization": "Bearer operator-secret-123"},
+    )
+    assert reply.status_code == 415  # the key works
+    time.sleep(0.2)
+    output = server.err_path.read_text() + server.log_path.read_text()
+    assert "operator-secret-123" not in output
+    assert "has API key: from IMAGE_SERVICE_DEMO_KEY" in output

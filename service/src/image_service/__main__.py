@@ -45,9 +45,12 @@ def main() -> int:
     harden_libvips(int(env.get("VIPS_CONCURRENCY", "1") or 1))
     log = logging.getLogger("image_service")
     if demo_key is not None:
+        # A generated key is shown once (nobody could use the demo tenant otherwise); a key
+        # the operator supplied is a secret they already hold, so it is never echoed.
+        shown = "from IMAGE_SERVICE_DEMO_KEY" if settings.demo_key else demo_key
         print(
             f"image-service: no IMAGE_SERVICE_TENANTS_FILE; demo tenant 'demo' has API key: "
-            f"{demo_key}",
+            f"{shown}",
             file=sys.stderr,
             flush=True,
         )
