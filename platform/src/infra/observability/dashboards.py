@@ -74,7 +74,9 @@ def golden_signals() -> Dashboard:
                 "Rendition cache hit ratio",
                 (
                     Target(
-                        f'sum by (tenant) (rate({CACHE}{{{_T}, result="hit"}}[{_RI}]))'
+                        # `or ... * 0`: a zero ratio before the first hit, not an empty panel.
+                        f'(sum by (tenant) (rate({CACHE}{{{_T}, result="hit"}}[{_RI}]))'
+                        f" or sum by (tenant) (rate({CACHE}{{{_T}}}[{_RI}])) * 0)"
                         f" / sum by (tenant) (rate({CACHE}{{{_T}}}[{_RI}]))",
                         "{{tenant}}",
                     ),
