@@ -39,6 +39,7 @@ IMAGE_ID = {
 }
 COMMON_ERRORS = {
     "404": _error("unknown tenant or image"),
+    "431": _error("too many or too large request headers"),
     "429": _error("tenant rate limit exceeded (Retry-After)"),
     "503": _error("overloaded or storage unavailable (Retry-After)"),
 }
@@ -100,7 +101,7 @@ def spec() -> dict[str, Any]:
                         "401": _error("missing or wrong API key"),
                         "413": _error("upload or storage quota exceeded"),
                         "415": _error("not an allowed image format"),
-                        "422": _error("corrupt image, too many pixels or frames"),
+                        "422": _error("corrupt image; too many pixels, frames or metadata bytes"),
                         **COMMON_ERRORS,
                     },
                 }
