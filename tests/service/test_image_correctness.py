@@ -238,3 +238,15 @@ def test_every_source_renders_to_every_format(out_format: str) -> None:
         ), name
         assert out.width == 30, name
         assert out.interpretation in ("srgb", "b-w"), name
+
+
+@pytest.mark.parametrize("fit", ["inside", "cover", "contain", "fill", "outside"])
+@pytest.mark.parametrize("gravity", ["center", "north", "attention"])
+def test_every_fit_keeps_every_frame(fit: str, gravity: str) -> None:
+    rendered = render(animation(5), RenditionOptions(20, 20, fit, gravity), "webp", LIMITS, WHITE)
+    out = decode(rendered.data, n=-1)
+    assert out.get("n-pages") == 5
+    assert out.get_page_height() == rendered.height
+    assert out.get("delay") == [70] * 5
+    expected = {"inside": (20, 15), "outside": (27, 20)}.get(fit, (20, 20))
+    assert (rendered.width, rendered.height) == expected

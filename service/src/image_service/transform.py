@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,7 @@ from image_service.geometry import VIPS_DIRECTIONS, covering_size, crop_offsets
 from image_service.options import RenditionOptions
 
 # Bump when rendering changes output bytes for the same options: it is part of every cache key.
-RENDER_VERSION = "r1"
+RENDER_VERSION = "r2"
 UNBOUNDED = 10_000_000
 THUMB_CROPS = {"center": "centre", "attention": "attention", "entropy": "entropy"}
 
@@ -157,6 +158,19 @@ def _jpeg_downscale(
     return image.resize(out_w / image.width, vscale=out_h / image.height)
 
 
+def _per_frame(
+    image: pyvips.Image, animated: bool, op: Callable[[pyvips.Image], pyvips.Image]
+) -> pyvips.Image:
+    """Apply op to every frame of an animation (a vertical strip of pages), or to a still."""
+    if not animated:
+        return op(image)
+    page = image.get_page_height()
+    frames = [op(image.crop(0, i * page, image.width, page)) for i in range(image.height // page)]
+    out = pyvips.Image.arrayjoin(frames, across=1).copy()
+    out.set_type(pyvips.GValue.gint_type, "page-height", frames[0].height)
+    return out
+
+
 def needs_colour_management(header: pyvips.Image) -> bool:
     """CMYK always; RGB only with an embedded profile that is not sRGB.
 
@@ -231,19 +245,27 @@ def render(
     elif fit == "outside":
         image = thumb(*covering_size(src_w, src_h, box_w, box_h), size="force")
     elif fit == "cover":
-        if gravity in THUMB_CROPS or animated:
-            # Compass crops of animations fall back to the centre (thumbnail crops per frame).
-            image = thumb(box_w, box_h, crop=THUMB_CROPS.get(gravity, "centre"))
+        if gravity in THUMB_CROPS and not animated:
+            image = thumb(box_w, box_h, crop=THUMB_CROPS[gravity])
         else:
+            # thumbnail's own crop would cut the whole frame strip of an animation, so cover
+            # first and crop each frame; smart gravities fall back to the centre there.
             image = thumb(*covering_size(src_w, src_h, box_w, box_h), size="force")
-            left, top = crop_offsets(image.width, image.height, box_w, box_h, gravity)
-            image = image.crop(left, top, box_w, box_h)
+            page = image.get_page_height() if animated else image.height
+            anchor = gravity if gravity in VIPS_DIRECTIONS else "center"
+            left, top = crop_offsets(image.width, page, box_w, box_h, anchor)
+            image = _per_frame(image, animated, lambda f: f.crop(left, top, box_w, box_h))
     else:  # contain
         image = thumb(box_w, box_h)
-        if not animated and (image.width, image.height) != (box_w, box_h):
+        page = image.get_page_height() if animated else image.height
+        if (image.width, page) != (box_w, box_h):
             fill = [*background, 0] if image.hasalpha() else list(background)
             direction = VIPS_DIRECTIONS.get(gravity, "centre")
-            image = image.gravity(direction, box_w, box_h, extend="background", background=fill)
+            image = _per_frame(
+                image,
+                animated,
+                lambda f: f.gravity(direction, box_w, box_h, extend="background", background=fill),
+            )
 
     page_height = image.get_page_height() if animated else image.height
     if max(image.width, page_height) > limits.max_output_dimension:
