@@ -39,7 +39,7 @@ def test_1_good_version_is_promoted_without_user_errors(local_env: Any) -> None:
     before = local_env.traffic()
     result = local_env.deliver("run", "--version", "good-1")
     assert result.returncode == 0, local_env.dump(result)
-    assert "[step 1/2] weight 25%" in result.stdout  # live progress
+    assert "[step 1/2] weight 40%" in result.stdout  # live progress
     assert "Verdict: PASS" in result.stdout
     entry = local_env.last("good-1")
     assert entry["outcome"] == "promoted"
@@ -59,11 +59,11 @@ def test_2_bad_version_aborts_at_first_step_and_users_barely_notice(local_env: A
     assert result.returncode == 3, local_env.dump(result)
     entry = local_env.last("bad-5xx")
     assert entry["outcome"] == "aborted"
-    assert [s["weight"] for s in entry["steps"]] == [25]
+    assert [s["weight"] for s in entry["steps"]] == [40]
     assert "error_ratio" in entry["reason"]
     seen = diff(local_env.traffic(), before)
-    # At most the canary's share (25%) of the 5% fault, plus tolerance for the short run.
-    assert failed(seen) <= (0.25 * 0.05 + 0.01) * total(seen), seen
+    # At most the canary's share (40%) of the 5% fault, plus tolerance for the short run.
+    assert failed(seen) <= (0.40 * 0.05 + 0.01) * total(seen), seen
     assert stable_version(local_env) == stable
     assert local_env.env.track("canary") is None
     assert local_env.env.track("baseline") is None

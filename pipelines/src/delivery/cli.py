@@ -11,17 +11,20 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from delivery import dora, lock
 from delivery.config import ConfigError, DeliveryConfig, load
 from delivery.delta import Allow
-from delivery.judge import JudgePolicy, PolicyError
 from delivery.ledger import Ledger, LedgerError, deliveries, open_ledger
 from delivery.metrics import PrometheusSource
-from delivery.orchestrator import Delivery, Outcome, RunRequest
+from delivery.outcome import Outcome
 from delivery.progress import Printer
 from delivery.target import Target, TargetError
+
+if TYPE_CHECKING:
+    from delivery.judge import JudgePolicy
+    from delivery.orchestrator import Delivery
 
 EXIT = {
     Outcome.PROMOTED: 0,
@@ -53,10 +56,6 @@ class Context:
         self.repo = Path(args.repo).resolve() if args.repo else find_repo(Path.cwd())
         envs = Path(args.environments) if args.environments else self.repo / "environments"
         self.cfg: DeliveryConfig = load(args.env, envs)
-        try:
-            self.policy = JudgePolicy.from_mapping(self.cfg.judge)
-        except PolicyError as exc:
-            raise ConfigError(f"{self.cfg.source}: judge: {exc}") from exc
         self.lock_path = self.repo / ".state" / "locks" / f"deliver-{self.cfg.env}.lock"
 
     def ledger(self) -> Ledger:
@@ -75,12 +74,22 @@ class Context:
         assert self.cfg.pulumi is not None
         return PulumiTarget.select(self.repo, self.cfg.pulumi)
 
-    def delivery(self, printer: Printer) -> Delivery:
+    def policy(self) -> "JudgePolicy":
+        # Imported here: scipy is slow to import and `ledger`/`dora`/`env` never judge.
+        from delivery.judge import JudgePolicy, PolicyError
+
+        try:
+            return JudgePolicy.from_mapping(self.cfg.judge)
+        except PolicyError as exc:
+            raise ConfigError(f"{self.cfg.source}: judge: {exc}") from exc
+
+    def delivery(self, printer: Printer) -> "Delivery":
+        from delivery.orchestrator import Delivery
+
+        policy = self.policy()  # a bad judge policy fails before anything starts
         target = self.target()
         url = self.cfg.prometheus_url or target.metrics_url()
-        return Delivery(
-            self.cfg, target, PrometheusSource(url), self.ledger(), self.policy, printer
-        )
+        return Delivery(self.cfg, target, PrometheusSource(url), self.ledger(), policy, printer)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -93,6 +102,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     ctx = Context(args)
     printer = Printer()
     with lock.delivery_lock(ctx.lock_path, ctx.cfg.env):
+        from delivery.orchestrator import RunRequest
+
         result = ctx.delivery(printer).run(
             RunRequest(args.version, allows, args.reason or "", args.fixes or "")
         )

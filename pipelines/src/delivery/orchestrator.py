@@ -11,7 +11,6 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from types import FrameType
 from typing import Any
 
@@ -22,6 +21,7 @@ from delivery.judge import JudgePolicy, Verdict, judge
 from delivery.ledger import SCHEMA_VERSION, Ledger, deliveries, open_deliveries
 from delivery.metrics import MetricsSource, MetricsUnavailableError, Window, empty_observation
 from delivery.observation import StepObservation
+from delivery.outcome import Outcome
 from delivery.progress import Printer, progress_line
 from delivery.target import Target, VersionInfo
 
@@ -29,13 +29,6 @@ from delivery.target import Target, VersionInfo
 RECOVERY_DROP = frozenset(
     {"kind", "recorded_at", "schema_version", "delivery_id", "outcome", "reason", "ended_at"}
 )
-
-
-class Outcome(StrEnum):
-    PROMOTED = "promoted"
-    ABORTED = "aborted"
-    REFUSED = "refused"
-    ERROR = "error"
 
 
 @dataclass(frozen=True)
