@@ -12,7 +12,6 @@ import signal
 from pathlib import Path
 
 import httpx
-import pytest
 from image_service.options import parse_options
 from image_service.signing import sign
 from reliability_kit import (
@@ -80,10 +79,6 @@ def test_demo_key_is_printed_only_when_generated(service: Starter) -> None:
     assert re.search(r"demo tenant 'demo' has API key: \S+", proc.err.read_text())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: __main__ prints the demo key to stderr even when IMAGE_SERVICE_DEMO_KEY set it",
-)
 def test_supplied_demo_key_is_not_echoed(service: Starter) -> None:
     supplied = "operator-chosen-demo-key-3b9d"
     proc = service("demo-env", IMAGE_SERVICE_TENANTS_FILE="", IMAGE_SERVICE_DEMO_KEY=supplied)

@@ -323,16 +323,13 @@ OVERSIZE = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: uvicorn+httptools bound no header size; 1 MB / 10k headers get 200, not 431",
-)
 @pytest.mark.parametrize("headers", OVERSIZE.values(), ids=OVERSIZE.keys())
 def test_oversize_headers_are_refused(service: Starter, headers: dict[str, str]) -> None:
     proc = service("headers")
     send = raw_sender(proc.port)
     reply = send(Attack("big", "GET", "/healthz", headers))
-    assert send(Attack("after", "GET", "/healthz")).status == 200  # still serving either way
+    record("oversize headers", case=len(headers), status=reply.status)
+    assert send(Attack("after", "GET", "/healthz")).status == 200  # still serving
     assert reply.status == 0 or 400 <= reply.status < 500, (
         f"oversize headers answered {reply.status}"
     )
