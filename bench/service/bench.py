@@ -465,9 +465,17 @@ def render_report(
         "and a stored write per request); stored = 20 URLs repeated (served from storage). Widths "
         "vary +-12% around the target to make URLs distinct; every contender gets the same list."
     )
+    caveat = (
+        "Caveat: other work shared the machine during this run. On an idle run of this machine "
+        "thumbor served about 201 req/s on the JPEG workload, far above what it reached here, and"
+        " wrk recorded timeouts against it (raw output in .state/bench/service/), so the thumbor "
+        "ratios are likely optimistic: rerun on a quiet machine before relying on them. The "
+        "cold/raw and stored/static ratios compare runs made under the same conditions."
+    )
     lines = [
         textwrap.fill(intro, 100),
         "",
+        *([textwrap.fill(caveat, 100), ""] if max(load0, load1) > 3 else []),
         textwrap.fill(method, 100),
         "",
         "| workload | raw pyvips (a) | service cold (b) | service stored (b) | thumbor (c) |"
