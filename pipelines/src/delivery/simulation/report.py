@@ -218,6 +218,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every run count")
     parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument(
+        "--from-json", type=Path, help="render tables and plots from an earlier --json file"
+    )
+    parser.add_argument("--elapsed", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if not 0 < args.scale <= 10:
         parser.error("--scale must be in (0, 10]")
@@ -225,21 +229,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--workers must be in [1, 64]")
 
     started = time.monotonic()
-    todo = tasks(args.scale, args.seed)
-    # Longest first, so that the pool does not end on one straggler.
-    todo.sort(key=lambda t: -t.runs * t.model.tenants * len(t.judges))
-    with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        rows = [row for chunk in pool.map(run_task, todo) for row in chunk]
-    merged = merge(rows)
-    elapsed = time.monotonic() - started
-    print(f"[judge-eval] {len(todo)} tasks, {sum(t.runs for t in todo)} runs in {elapsed:.0f}s")
+    if args.from_json:
+        document = json.loads(args.from_json.read_text())
+        if isinstance(document, list):  # the first format: rows only
+            document = {"elapsed": args.elapsed, "workers": args.workers, "rows": document}
+        merged = [Row(**row) for row in document["rows"]]
+        elapsed, workers = float(document["elapsed"]), int(document["workers"])
+    else:
+        todo = tasks(args.scale, args.seed)
+        # Longest first, so that the pool does not end on one straggler.
+        todo.sort(key=lambda t: -t.runs * t.model.tenants * len(t.judges))
+        with ProcessPoolExecutor(max_workers=args.workers) as pool:
+            rows = [row for chunk in pool.map(run_task, todo) for row in chunk]
+        merged = merge(rows)
+        elapsed, workers = time.monotonic() - started, args.workers
+        total = sum(t.runs for t in todo)
+        print(f"[judge-eval] {len(todo)} tasks, {total} runs in {elapsed:.0f}s")
 
-    if args.json:
+    if args.json and not args.from_json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps([r.__dict__ for r in merged], indent=1) + "\n")
+        document = {"elapsed": elapsed, "workers": workers, "rows": as_dicts(merged)}
+        args.json.write_text(json.dumps(document, indent=1) + "\n")
     from delivery.simulation.render import plots, tables  # matplotlib only when rendering
 
-    text = tables(merged, args.workers, elapsed, args.seed, args.scale)
+    text = tables(merged, workers, elapsed, args.seed, args.scale)
     print(text)
     if args.doc:
         _replace_section(args.doc, text)
