@@ -81,3 +81,19 @@ def test_pulumi_target_needs_a_metrics_url(repo_root: Path) -> None:
     data["metrics"]["prometheus_url"] = ""
     with pytest.raises(ConfigError, match="required for the pulumi target"):
         parse(data, "delivery.dev.yaml")
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_every_judge_section_is_a_valid_judge_policy(repo_root: Path, env: str) -> None:
+    from delivery.judge import JudgePolicy
+
+    cfg = load(env, repo_root / "environments")
+    policy = JudgePolicy.from_mapping(cfg.judge)
+    assert any(m.critical and m.kind == "error_ratio" for m in policy.metrics)
+
+
+def test_a_typo_in_the_judge_section_is_refused() -> None:
+    from delivery.judge import JudgePolicy, PolicyError
+
+    with pytest.raises(PolicyError, match="unknown keys"):
+        JudgePolicy.from_mapping({"confidense": 0.9})
