@@ -109,6 +109,16 @@ def test_bad_input_gets_a_clear_error(overrides: dict[str, str], message: str) -
         parse(raw(**overrides), environment="dev", region="us-east-1")
 
 
+def test_environment_specific_guards() -> None:
+    with pytest.raises(ConfigError, match="only dev"):
+        parse(raw(availabilityZones="2"), environment="staging", region="us-east-1")
+    assert parse(raw(availabilityZones="2"), environment="dev", region="us-east-1")
+    public = raw(endpointPublicAccess="true", endpointPublicCidrs='["198.51.100.0/24"]')
+    with pytest.raises(ConfigError, match="false in prod"):
+        parse(public, environment="prod", region="us-east-1")
+    assert parse(public, environment="staging", region="us-east-1").cluster.public_endpoint
+
+
 def test_missing_required_key_is_named() -> None:
     config = raw()
     del config["image-platform:serviceHost"]

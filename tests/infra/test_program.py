@@ -206,3 +206,34 @@ def test_every_k8s_object_uses_the_cluster_provider(
         if resource.type.startswith("kubernetes:") and resource.custom:
             assert "pulumi:providers:kubernetes::" in resource.provider, resource.name
             assert "::default" not in resource.provider, resource.name
+
+
+def test_only_gateway_proxies_and_prometheus_reach_the_service(
+    recorded: dict[str, list[Recorded]],
+) -> None:
+    policies = {
+        manifest(r)["metadata"]["name"]: manifest(r)
+        for r in recorded["prod"]
+        if r.is_kubernetes_object
+        and r.inputs.get("kind") == "NetworkPolicy"
+        and r.inputs["metadata"]["namespace"] == "image-service"
+    }
+    assert policies["default-deny-ingress"]["spec"] == {
+        "podSelector": {},
+        "policyTypes": ["Ingress"],
+    }
+    (rule,) = policies["image-service-ingress"]["spec"]["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 8080}]
+    peers = {
+        p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]: p["podSelector"][
+            "matchLabels"
+        ]
+        for p in rule["from"]
+    }
+    assert peers == {
+        "envoy-gateway-system": {
+            "app.kubernetes.io/name": "envoy",
+            "app.kubernetes.io/component": "proxy",
+        },
+        "monitoring": {"app.kubernetes.io/name": "prometheus"},
+    }

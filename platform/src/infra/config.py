@@ -288,6 +288,8 @@ def parse(raw: Mapping[str, str], *, environment: str, region: str) -> PlatformC
     network = NetworkConfig(
         cidr=cidr, availability_zones=r.integer("availabilityZones", 3, 2, 3), nat=nat
     )
+    if network.availability_zones < 3 and environment != "dev":
+        raise ConfigError(f"{PROJECT}:availabilityZones: only dev may run in 2 zones")
 
     version = r.string("kubernetesVersion")
     if version not in SUPPORTED_KUBERNETES:
@@ -297,6 +299,8 @@ def parse(raw: Mapping[str, str], *, environment: str, region: str) -> PlatformC
         )
     public = r.boolean("endpointPublicAccess", False)
     cidrs = _cidrs("endpointPublicCidrs", r.strings("endpointPublicCidrs", ()), allow_world=False)
+    if public and environment == "prod":
+        raise ConfigError(f"{PROJECT}:endpointPublicAccess must be false in prod")
     if public and not cidrs:
         raise ConfigError(f"{PROJECT}:endpointPublicCidrs is required when the endpoint is public")
     min_nodes = r.integer("nodeMinSize", 2, 1, 100)

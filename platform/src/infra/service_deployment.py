@@ -50,6 +50,12 @@ class ServiceSpec:
     gateway: GatewayRef
     prometheus_namespace: str
     role_arn: pulumi.Input[str] | None = None
+    # Only these pods may connect: Envoy Gateway's proxies and the operator's Prometheus.
+    gateway_pods: tuple[tuple[str, str], ...] = (
+        ("app.kubernetes.io/name", "envoy"),
+        ("app.kubernetes.io/component", "proxy"),
+    )
+    prometheus_pods: tuple[tuple[str, str], ...] = (("app.kubernetes.io/name", "prometheus"),)
     env: tuple[tuple[str, pulumi.Input[str]], ...] = ()
     # (path under /etc/<name>/, content), from one Secret; paths may have one directory level.
     secret_files: tuple[tuple[str, pulumi.Input[str]], ...] = ()
@@ -260,9 +266,13 @@ def manifests(spec: ServiceSpec) -> list[Manifest]:
                             {
                                 "namespaceSelector": {
                                     "matchLabels": {"kubernetes.io/metadata.name": peer}
-                                }
+                                },
+                                "podSelector": {"matchLabels": dict(pods)},
                             }
-                            for peer in (spec.gateway.namespace, spec.prometheus_namespace)
+                            for peer, pods in (
+                                (spec.gateway.namespace, spec.gateway_pods),
+                                (spec.prometheus_namespace, spec.prometheus_pods),
+                            )
                         ],
                         "ports": [{"protocol": "TCP", "port": spec.port}],
                     }
