@@ -119,8 +119,8 @@ def test_sigterm_drains_in_flight_requests(live_server: Start, images: Images) -
     server = live_server(
         {
             "IMAGE_SERVICE_DEMO_KEY": "k",
-            "IMAGE_SERVICE_FAULT_LATENCY_MS": "1500",
-            "IMAGE_SERVICE_DRAIN_SECONDS": "1",
+            "IMAGE_SERVICE_FAULT_LATENCY_MS": "2500",
+            "IMAGE_SERVICE_DRAIN_SECONDS": "2",
         }
     )
     results: list[int] = []
@@ -137,7 +137,7 @@ def test_sigterm_drains_in_flight_requests(live_server: Start, images: Images) -
     threads = [threading.Thread(target=call) for _ in range(4)]
     for t in threads:
         t.start()
-    time.sleep(0.5)  # all four are inside the injected latency now
+    time.sleep(1.0)  # all four are inside the injected latency now (margin for a loaded box)
     server.process.send_signal(signal.SIGTERM)
     time.sleep(0.3)
     # Draining: still serving, but not ready.
