@@ -24,8 +24,10 @@ def misses(rows: list[dict[str, Any]]) -> list[str]:
         kind = row["promise"]
         if kind == "bomb" and (row["ms"] >= BOMB_MS or row["rss_growth_mb"] >= BOMB_MB):
             out.append(f"bomb {row['case']}: {row['ms']} ms, {row['rss_growth_mb']} MB")
-        if kind == "fuzz upload+transform" and row["inputs"] < FUZZ_INPUTS:
+        if kind == "fuzz upload+transform (long)" and row["inputs"] < FUZZ_INPUTS:
             out.append(f"fuzz ran {row['inputs']} inputs, fewer than {FUZZ_INPUTS}")
+        if kind == "fuzz upload+transform (long)" and row["failures"]:
+            out.append(f"fuzz: {row['failures']} failing inputs (5xx or hang)")
         if kind == "rolling restarts" and row["failed"]:
             out.append(f"rolling restarts: {row['failed']} failed requests")
         if kind == "overload" and (row["missing_retry_after"] or row["socket_errors"]):

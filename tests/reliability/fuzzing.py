@@ -5,6 +5,7 @@ A mutation is pure data (kind, where, what), so a failing example shrinks to a r
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 from hypothesis import strategies as st
@@ -94,3 +95,32 @@ queries = st.one_of(
         st.one_of(st.none(), st.integers(1, 100)),
     ),
 )
+
+
+KINDS = ["flip", "set", "insert", "delete", "truncate", "duplicate", "splice"]
+FITS = ["inside", "cover", "contain", "fill", "outside"]
+OUTPUTS = ["jpeg", "png", "webp", "avif", "gif"]
+
+
+def random_mutations(rng: random.Random) -> list[Mutation]:
+    """The same mutation space as `mutations`, drawn with plain `random` (the long run's speed)."""
+    out = []
+    for _ in range(rng.randint(0, 6)):
+        data = rng.choice(INTERESTING) if rng.random() < 0.5 else rng.randbytes(rng.randint(1, 16))
+        out.append(Mutation(rng.choice(KINDS), rng.random(), data, rng.randint(0, 4096)))
+    return out
+
+
+def random_query(rng: random.Random) -> str:
+    parts = []
+    if rng.random() < 0.7:
+        parts.append(f"w={rng.randint(1, 160)}")
+    if rng.random() < 0.4:
+        parts.append(f"h={rng.randint(1, 160)}")
+    if rng.random() < 0.4:
+        parts.append(f"fit={rng.choice(FITS)}")
+    if rng.random() < 0.6:
+        parts.append(f"format={rng.choice(OUTPUTS)}")
+    if rng.random() < 0.3:
+        parts.append(f"q={rng.randint(1, 100)}")
+    return "&".join(parts)
