@@ -31,6 +31,7 @@ from delivery.target import TargetError
 from delivery.versions import Launch
 
 TRACKS = ("stable", "baseline", "canary")
+SLOTS = ("stable-a", "stable-b", "baseline", "canary")
 SYSTEM_PYTHONS = ("/usr/bin/python3.11", "/usr/bin/python3", "/usr/local/bin/python3")
 
 
@@ -178,7 +179,7 @@ class LocalEnvironment:
         self.tenants()
         user = self._service_user()
         home = self._prepare_service_dirs(user)
-        port = procs.free_port()
+        port = self._port_for(track)
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": str(home),
@@ -213,9 +214,35 @@ class LocalEnvironment:
         with self.locked() as state:
             state["tracks"].pop(track, None)
 
+    def slots(self) -> dict[str, int]:
+        """Ports reserved per slot at first start, so Prometheus scrapes them statically and a
+        new canary is scraped within one interval (file discovery alone lags ~5 s)."""
+        with self.locked() as state:
+            if not state.get("slots"):
+                state["slots"] = {s: procs.free_port() for s in SLOTS}
+            slots: dict[str, int] = state["slots"]
+        return slots
+
+    def _port_for(self, track: str) -> int:
+        slots = self.slots()
+        if track == "stable":
+            current = self.track("stable")
+            used = current.proc.port if current is not None and procs.alive(current.proc) else None
+            candidates = [slots["stable-a"], slots["stable-b"]]
+            candidates = [p for p in candidates if p != used] + [p for p in candidates if p == used]
+        else:
+            candidates = [slots[track]]
+        for port in candidates:
+            if procs.port_is_free(port):
+                return port
+        return procs.free_port()  # a slot is taken by someone else: discovery picks it up
+
     def write_targets(self) -> None:
         tracks = self.read()["tracks"]
         ports = {name: int(t["proc"]["port"]) for name, t in tracks.items()}
+        for slot, port in self.slots().items():
+            if port not in ports.values():
+                ports[slot] = port
         prometheus_local.write_targets(self.dir / "targets.json", ports)
 
     def wait_scraped(self, timeout: float = 30.0) -> None:

@@ -1,5 +1,6 @@
 """`LocalTarget`: the `Target` protocol over the local environment (processes + HAProxy weights)."""
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import testinfra
@@ -72,8 +73,14 @@ class LocalTarget:
         launch = self._pending.get(version.version)
         if launch is None:
             raise TargetError(f"version {version.version} was not resolved first")
-        self.env.start_service("baseline", stable.launch)
-        self.env.start_service("canary", launch)
+        # Both start at once: each spends seconds importing libvips and the web stack.
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            started = [
+                pool.submit(self.env.start_service, "baseline", stable.launch),
+                pool.submit(self.env.start_service, "canary", launch),
+            ]
+            for future in started:
+                future.result()
         self.env.write_targets()
         rt = self.env.runtime
         for track in ("baseline", "canary"):

@@ -44,6 +44,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def _stat(pid: int) -> tuple[str, int] | None:
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
