@@ -287,3 +287,23 @@ def test_oversize_headers_get_431(app: App) -> None:
     many = app.client.get("/healthz", headers={f"X-Pad-{i}": "z" for i in range(150)})
     assert many.status_code == 431
     assert app.client.get("/healthz").status_code == 200
+
+
+def gif_with_comment(gif: bytes, size: int) -> bytes:
+    """A comment extension of `size` bytes (255-byte sub-blocks) right before the trailer."""
+    blocks = b"".join(b"\xff" + b"c" * 255 for _ in range(size // 255)) + b"\x00"
+    return gif[:-1] + b"\x21\xfe" + blocks + b"\x3b"
+
+
+def test_gif_comment_bomb_is_refused(make_app: AppFactory, images: Images) -> None:
+    from image_service.formats import metadata_size
+
+    assert metadata_size("gif", images.gif, 10**9) < 100  # at most a NETSCAPE loop block
+    assert metadata_size("gif", animated_gif(4), 10**9) < 100  # NETSCAPE loop block only
+    base = metadata_size("gif", images.gif, 10**9)
+    assert metadata_size("gif", gif_with_comment(images.gif, 5100), 10**9) == base + 5100
+    app = make_app(limits=replace(Limits(), max_metadata_bytes=100_000))
+    reply = app.upload(gif_with_comment(images.gif, 200_000))
+    assert reply.status_code == 422
+    assert reply.json()["error"] == "metadata_too_large"
+    assert app.upload(gif_with_comment(images.gif, 5100)).status_code == 201

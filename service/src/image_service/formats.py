@@ -150,6 +150,38 @@ def _webp_metadata(data: bytes) -> int:
     return total
 
 
+def _gif_sub_blocks(data: bytes, pos: int) -> tuple[int, int]:
+    """Skip a chain of GIF data sub-blocks: (payload bytes, position after the terminator)."""
+    total = 0
+    while pos < len(data) and data[pos] != 0:
+        total += data[pos]
+        pos += 1 + data[pos]
+    return total, pos + 1
+
+
+def _gif_metadata(data: bytes, cap: int) -> int:
+    """Comment, application and plain-text extension bytes (frame data is skipped)."""
+    if len(data) < 13:
+        return 0
+    flags = data[10]
+    pos = 13 + (3 * 2 ** ((flags & 7) + 1) if flags & 0x80 else 0)
+    total = 0
+    while pos + 1 < len(data) and total <= cap:
+        block = data[pos]
+        if block == 0x21:  # extension: label, then data sub-blocks
+            label = data[pos + 1]
+            size, pos = _gif_sub_blocks(data, pos + 2)
+            if label in (0x01, 0xFE, 0xFF):
+                total += size
+        elif block == 0x2C and pos + 10 <= len(data):  # image: descriptor, table, LZW data
+            local = data[pos + 9]
+            pos += 10 + (3 * 2 ** ((local & 7) + 1) if local & 0x80 else 0) + 1
+            _, pos = _gif_sub_blocks(data, pos)
+        else:  # trailer (or garbage, which the decoder refuses)
+            break
+    return total
+
+
 def metadata_size(fmt: str, data: bytes, cap: int) -> int:
     """Bytes of metadata a container carries, compressed PNG chunks counted inflated.
 
@@ -163,4 +195,6 @@ def metadata_size(fmt: str, data: bytes, cap: int) -> int:
         return _png_metadata(data, cap)
     if fmt == "webp":
         return _webp_metadata(data)
+    if fmt == "gif":
+        return _gif_metadata(data, cap)
     return 0
