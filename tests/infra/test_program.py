@@ -237,3 +237,18 @@ def test_only_gateway_proxies_and_prometheus_reach_the_service(
         },
         "monitoring": {"app.kubernetes.io/name": "prometheus"},
     }
+
+
+def test_the_pulumi_entry_point_runs_the_program(repo_root: Path) -> None:
+    import runpy
+
+    from infra.mock_harness import evaluate
+
+    config = stack_config(repo_root / "environments" / "Pulumi.dev.yaml")
+    entry = repo_root / "platform" / "__main__.py"
+
+    def run_entry() -> None:
+        runpy.run_path(str(entry))
+
+    resources = evaluate("dev", config, entry=run_entry)
+    assert any(r.type == "eks:index:Cluster" for r in resources)

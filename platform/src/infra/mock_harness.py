@@ -7,7 +7,7 @@ mocks answer each registration with plausible outputs (ARNs, ids) so every apply
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,8 +120,11 @@ class RecordingMocks(pulumi.runtime.Mocks):
         return {}, []
 
 
-def evaluate(stack: str, config: Mapping[str, str]) -> list[Recorded]:
-    """Run infra.program.main() for one stack under mocks; return every registration."""
+def evaluate(
+    stack: str, config: Mapping[str, str], entry: Callable[[], None] | None = None
+) -> list[Recorded]:
+    """Run the program (infra.program.main, or `entry`) for one stack under mocks; return every
+    registration."""
     from infra import program  # imported late: config and mocks must be in place first
 
     recorder = RecordingMocks()
@@ -130,7 +133,7 @@ def evaluate(stack: str, config: Mapping[str, str]) -> list[Recorded]:
     settings = pulumi.runtime.settings.SETTINGS
     settings.rpc_manager.clear()
     settings.outputs.clear()
-    _sync_await(run_pulumi_func(program.main))
+    _sync_await(run_pulumi_func(entry or program.main))
     return recorder.resources
 
 
