@@ -47,7 +47,8 @@ def test_multi_stage_slim_non_root_final_stage() -> None:
     all_stages = stages(DOCKERFILE.read_text())
     assert len(all_stages) >= 2
     final = all_stages[-1]
-    assert "slim" in DOCKERFILE.read_text().split("PYTHON_IMAGE=")[1].splitlines()[0]
+    assert all("slim" in stage[0] for stage in all_stages if "python:" in stage[0])
+    assert "slim" in final[0]
     users = [ln.split()[1] for ln in final if ln.upper().startswith("USER ")]
     assert users, "the final stage sets USER"
     uid = users[-1].split(":")[0]
@@ -73,7 +74,10 @@ def test_read_only_root_filesystem_friendly() -> None:
 @pytest.mark.skipif(shutil.which("checkov") is None, reason="checkov is not installed in this venv")
 def test_checkov_passes() -> None:
     result = subprocess.run(
-        ["checkov", "-f", str(DOCKERFILE), "--framework", "dockerfile", "--quiet", "--compact"],
+        [
+            *("checkov", "-f", str(DOCKERFILE), "--framework", "dockerfile"),
+            *("--quiet", "--compact", "--skip-download"),  # no network: no guideline download
+        ],
         capture_output=True,
         text=True,
         check=False,
