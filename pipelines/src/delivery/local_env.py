@@ -240,9 +240,10 @@ class LocalEnvironment:
     def write_targets(self) -> None:
         tracks = self.read()["tracks"]
         ports = {name: int(t["proc"]["port"]) for name, t in tracks.items()}
+        used = set(ports.values())
         for slot, port in self.slots().items():
-            if port not in ports.values():
-                ports[slot] = port
+            if port not in used:
+                ports[f"idle-{slot}"] = port
         prometheus_local.write_targets(self.dir / "targets.json", ports)
 
     def wait_scraped(self, timeout: float = 30.0) -> None:
