@@ -307,3 +307,29 @@ def test_gif_comment_bomb_is_refused(make_app: AppFactory, images: Images) -> No
     assert reply.status_code == 422
     assert reply.json()["error"] == "metadata_too_large"
     assert app.upload(gif_with_comment(images.gif, 5100)).status_code == 201
+
+
+def test_avif_that_libvips_would_not_route_is_refused(app: App) -> None:
+    still = pyvips.Image.black(32, 32, bands=3).new_from_image([40, 90, 200]).cast("uchar")
+    avif = bytearray(still.copy(interpretation="srgb").heifsave_buffer(compression="av1"))
+    at = avif.index(b"ftyp") + 4
+    avif[at + 1] = 0x7F  # foreign major brand; 'avif' stays among the compatible brands
+    reply = app.upload(bytes(avif))
+    assert reply.status_code == 415
+    assert reply.json()["error"] == "unsupported_format"
+    assert app.stored_files() == []
+
+
+def test_a_render_failure_is_a_4xx_not_a_5xx(
+    app: App, images: Images, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from image_service import app as app_module
+
+    def broken(*args: object) -> object:
+        raise pyvips.Error("simulated libvips failure")
+
+    iid = app.upload(images.png, tenant="beta", key=BETA_KEY).json()["id"]
+    monkeypatch.setattr(app_module, "render", broken)
+    reply = app.client.get(f"/v1/beta/images/{iid}?w=10")
+    assert reply.status_code == 422
+    assert reply.json()["error"] == "unrenderable"

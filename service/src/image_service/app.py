@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import anyio
+import pyvips
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -237,7 +238,15 @@ def _fetch_and_render(
         return None
     out_format = resolved or sniff(original) or "jpeg"
     started = time.perf_counter()
-    rendered = render(original, options, out_format, limits, background)
+    try:
+        rendered = render(original, options, out_format, limits, background)
+    except pyvips.Error as exc:
+        # Uploads are validated, so this is a gap in validation, not the client's fault; it
+        # is logged as an error, and the client still gets a 4xx rather than a 5xx.
+        log.error("stored original failed to render", exc_info=exc)
+        raise ApiError(
+            422, "unrenderable", "this image cannot be rendered with these options"
+        ) from exc
     return rendered, out_format, time.perf_counter() - started
 
 

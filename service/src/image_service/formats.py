@@ -21,6 +21,15 @@ LOADERS = {
     "gif": "gifload_buffer",
     "avif": "heifload_buffer",
 }
+# What libvips' own sniffer (vips_foreign_find_load_buffer, used by thumbnail_buffer) must
+# answer for each format; if it disagrees, the upload could be stored but never rendered.
+DETECTED_LOADERS = {
+    "jpeg": "VipsForeignLoadJpegBuffer",
+    "png": "VipsForeignLoadPngBuffer",
+    "webp": "VipsForeignLoadWebpBuffer",
+    "gif": "VipsForeignLoadNsgifBuffer",
+    "avif": "VipsForeignLoadHeifBuffer",
+}
 MIME_TYPES = {
     "jpeg": "image/jpeg",
     "png": "image/png",

@@ -13,6 +13,7 @@ from image_service.config import Limits
 from image_service.errors import ApiError
 from image_service.formats import (
     ANIMATED_OUTPUTS,
+    DETECTED_LOADERS,
     LOADERS,
     container_intact,
     metadata_size,
@@ -65,6 +66,14 @@ def _load(data: bytes, fmt: str, all_frames: bool, **extra: Any) -> pyvips.Image
     return loader(data, **extra)
 
 
+def detected_loader(data: bytes) -> str | None:
+    """The loader class libvips' own sniffer picks for these bytes (None: no loader)."""
+    pointer = pyvips.vips_lib.vips_foreign_find_load_buffer(data, len(data))
+    if pointer == pyvips.ffi.NULL:
+        return None
+    return str(pyvips.ffi.string(pointer).decode())
+
+
 def _frames(image: pyvips.Image) -> int:
     return int(image.get("n-pages")) if image.get_typeof("n-pages") else 1
 
@@ -95,13 +104,17 @@ def probe(data: bytes, allowed: frozenset[str], limits: Limits) -> ImageInfo:
             "metadata_too_large",
             f"the image carries more than {limits.max_metadata_bytes} bytes of metadata",
         )
+    detected = detected_loader(data)
+    if detected != DETECTED_LOADERS[fmt]:
+        raise ApiError(
+            415,
+            "unsupported_format",
+            f"the file starts like {fmt} but libvips does not read it as {fmt}",
+        )
     try:
         header = _load(data, fmt, all_frames=True)
-        loader = header.get("vips-loader")
     except pyvips.Error as exc:
         raise ApiError(422, "invalid_image", f"cannot read the {fmt} header") from exc
-    if loader != LOADERS[fmt]:
-        raise ApiError(415, "unsupported_format", f"file claims {fmt} but decodes as {loader}")
     frames = _frames(header)
     if frames > limits.max_frames:
         raise ApiError(
