@@ -111,3 +111,36 @@ def test_concurrent_misses_share_one_render(
     assert [r.status_code for r in replies] == [200] * 4
     assert len({r.content for r in replies}) == 1
     assert len(calls) == 1
+
+
+def test_concurrent_uploads_are_bounded(
+    make_app: AppFactory, images: Images, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from image_service.transform import probe
+
+    app = make_app(workers=1, queue_size=1)
+    gate = threading.Event()
+
+    def slow_probe(*args: Any) -> Any:
+        gate.wait(10)
+        return probe(*args)
+
+    monkeypatch.setattr(app_module, "probe", slow_probe)
+    replies: list[httpx.Response] = []
+    threads = [
+        threading.Thread(target=lambda: replies.append(app.upload(images.png))) for _ in range(2)
+    ]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 5
+    while app.service.uploads_in_flight < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    refused = app.upload(images.jpeg)
+    assert refused.status_code == 503
+    assert refused.json()["detail"].startswith("too many uploads")
+    gate.set()
+    for t in threads:
+        t.join(10)
+    assert [r.status_code for r in replies] == [201, 201]
+    assert app.service.uploads_in_flight == 0
+    assert app.upload(images.jpeg).status_code == 201

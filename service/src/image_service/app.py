@@ -69,6 +69,7 @@ class Service:
     draining: bool = False
     encoder_version: str = field(default_factory=lambda: f"{RENDER_VERSION}-vips{vips_version()}")
     stored_bytes: dict[str, int] = field(default_factory=dict)
+    uploads_in_flight: int = 0  # touched only on the event loop
     inflight_renders: dict[str, asyncio.Future[Rendered]] = field(default_factory=dict)
 
     async def io(self, operation: str, fn: Callable[..., T], *args: Any, read: bool = False) -> T:
@@ -172,6 +173,20 @@ async def upload(request: Request) -> Response:
     tenant = await _begin(request, svc)
     _authenticate(request, tenant)
     _rate_limit(svc, tenant)
+    # Bodies are held in memory until stored, so the number being received at once is bounded
+    # like the worker queue: memory stays under (workers + queue) x the upload limit.
+    if svc.uploads_in_flight >= svc.pool.workers + svc.pool.queue_size:
+        raise ApiError(
+            503, "overloaded", "too many uploads in progress; retry shortly", {"Retry-After": "1"}
+        )
+    svc.uploads_in_flight += 1
+    try:
+        return await _store_upload(request, svc, tenant)
+    finally:
+        svc.uploads_in_flight -= 1
+
+
+async def _store_upload(request: Request, svc: Service, tenant: Tenant) -> Response:
     limit = min(tenant.max_upload_bytes, svc.settings.limits.max_upload_bytes)
     body = await _read_body(request, limit)
     svc.metrics.child(svc.metrics.bytes_received, tenant.id).inc(len(body))
