@@ -71,45 +71,53 @@ def main() -> int:
             raise SystemExit(up.stderr)
         for i in range(1, RUNS + 1):
             started = time.monotonic()
-            run = deliver(envs, "run", "--version", f"bench-{i}")
+            deliver(envs, "run", "--version", f"bench-{i}")
             wall = time.monotonic() - started
             records = [json.loads(x) for x in ledger.read_text().splitlines()]
             finished = [r for r in records if r["kind"] == "finished"][-1]
             steps = finished.get("steps", [])
-            baked = sum(
-                STEPS[s["step"]]["bake_seconds"] if s["extensions"] == 0 else EXTENSION
-                for s in steps
-            )
-            judged = len(steps)
-            rows.append((f"bench-{i}", finished["outcome"], run.returncode, wall, baked, judged))
+            # A step's records share its start: an extension's record covers the bake so far.
+            waited = [STEPS[s["step"]]["bake_seconds"] + s["extensions"] * EXTENSION for s in steps]
+            # Per judged look: from the weight change to the verdict recorded, minus the bake
+            # waited (the final Prometheus queries, the judge, the ledger append).
+            per_step = [s["duration_seconds"] - w for s, w in zip(steps, waited, strict=True)]
+            windows = {s["step"]: s["duration_seconds"] for s in steps}  # last record per step
+            fixed = wall - sum(windows.values())
+            baked = [STEPS[i]["bake_seconds"] for i in windows] + [
+                EXTENSION for s in steps if s["extensions"]
+            ]
+            rows.append((f"bench-{i}", finished["outcome"], wall, sum(baked), per_step, fixed))
     finally:
         deliver(envs, "env", "down")
         shutil.rmtree(base, ignore_errors=True)
 
+    load = Path("/proc/loadavg").read_text().split()[0]
     lines = [
         "## Delivery pipeline",
         "",
-        "Pipeline overhead per judged step, excluding bake: `(wall time of deliver run - bake "
-        "time waited) / judged steps`. Includes starting canary + baseline processes, testinfra",
-        "post-deploy checks, HAProxy weight changes, Prometheus queries, the judge, the ledger and",
-        f"promotion. {RUNS} real deliveries on the local environment, 2 steps of 6 s bake each,",
-        "1 s scrape interval, 60 req/s synthetic traffic. Target: <= 5 s per step.",
+        "What `deliver run` costs beyond the bake, on the local environment: "
+        f"{RUNS} real deliveries, 2 steps of 6 s bake, 1 s scrape interval, 60 req/s traffic.",
         "",
-        "Command: `bench/delivery/run.sh` (or `make bench`).",
+        "- **per step** (target <= 5 s): from the weight change to the verdict recorded, minus the",
+        "  bake: the final Prometheus queries (6 `query_range`), the judge, the ledger append.",
+        "- **fixed per delivery**: CLI start (imports scipy), recovery check, resolve/materialise,",
+        "  starting canary + baseline, testinfra checks, promotion (a new stable process).",
         "",
-        "| delivery | outcome | wall s | bake s | steps | overhead per step s |",
+        f"Command: `bench/delivery/run.sh` (or `make bench`). Load average at the end: {load}",
+        "(2 cores shared with other work: absolute times are inflated accordingly).",
+        "",
+        "| delivery | outcome | wall s | bake s | per-step overhead s | fixed per delivery s |",
         "|---|---|---|---|---|---|",
     ]
     worst = 0.0
-    for name, outcome, _code, wall, baked, judged in rows:
-        per = (wall - baked) / max(judged, 1)
-        worst = max(worst, per)
-        lines.append(f"| {name} | {outcome} | {wall:.1f} | {baked:.0f} | {judged} | {per:.2f} |")
-    lines += [
-        "",
-        f"Worst: {worst:.2f} s per step ({'within' if worst <= 5 else 'OVER'} the 5 s budget).",
-        "",
-    ]
+    for name, outcome, wall, baked, per_step, fixed in rows:
+        worst = max([worst, *per_step])
+        steps_text = ", ".join(f"{x:.2f}" for x in per_step)
+        lines.append(
+            f"| {name} | {outcome} | {wall:.1f} | {baked:.0f} | {steps_text} | {fixed:.1f} |"
+        )
+    verdict = "within" if worst <= 5 else "OVER"
+    lines += ["", f"Worst per-step overhead: {worst:.2f} s ({verdict} the 5 s budget).", ""]
     section = "\n".join(lines)
     doc_path = REPO / "docs" / "benchmarks.md"
     doc = doc_path.read_text()
