@@ -256,3 +256,28 @@ def test_unexpected_error_mid_canary_aborts_and_reports_error(tmp_path: Path) ->
     assert "runtime API gone" in result.reason
     assert target.calls[-1] == "abort"
     assert result.record["outcome"] == "aborted"
+
+
+def test_sigterm_mid_bake_aborts_and_records_why(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    target = FakeTarget()
+    d, ledger, _ = delivery(tmp_path, target, healthy())
+    clock = Clock()
+    sent = []
+
+    def sleep(seconds: float) -> None:  # `deliver abort` arrives during the first bake
+        clock.sleep(seconds)
+        if not sent:
+            sent.append(True)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    d.clock, d.sleep = clock, sleep
+    before = signal.getsignal(signal.SIGTERM)
+    result = d.run(RunRequest("v2"))
+    assert result.outcome is Outcome.ABORTED
+    assert result.record["reason"] == "stopped by signal SIGTERM"
+    assert target.calls[-1] == "abort"
+    assert signal.getsignal(signal.SIGTERM) is before  # handlers restored
+    assert deliveries(ledger.read().records, "t")[-1]["outcome"] == "aborted"
