@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from delivery import haproxy, procs, prometheus_local
+from delivery import haproxy, procs, prometheus_local, versions
 from delivery.config import LocalSettings
 from delivery.procs import Proc
 from delivery.target import TargetError
@@ -388,6 +388,10 @@ class LocalEnvironment:
         with self.locked() as fresh:
             fresh.clear()
             fresh.update({"tracks": {}, "weight": 0})
+        # Built versions go too, including git worktrees registered in the shared repository.
+        if self.versions_dir.is_dir():
+            for built in sorted(self.versions_dir.iterdir()):
+                versions.remove(self.repo, self.versions_dir, built.name)
 
     def traffic_stats(self) -> dict[str, Any]:
         path = self.dir / "traffic.json"
