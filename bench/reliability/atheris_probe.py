@@ -3,8 +3,9 @@
 The service's own byte parsers (`formats.sniff`, `container_intact`, metadata accounting) are
 Python, so atheris' coverage feedback reaches them; libvips runs behind them uninstrumented.
 Contract checked per input: `transform.probe` either accepts or raises `ApiError` with a 4xx;
-with `--render`, every accepted input must also render (a pyvips error there is a 500 in the
-service). Anything else is a crash: libFuzzer saves the input as crash-<sha1> in the cwd.
+with `--render`, every accepted input must also render or raise a 4xx `ApiError` (a pyvips error
+there is a 500 in the service). Anything else is a crash: libFuzzer saves the input as
+results/crash-<sha1>.
 
 Usage: python bench/reliability/atheris_probe.py [--render] RUNS SECONDS
 Runs libFuzzer in a child process over a seed corpus of real images, parses its "Done N runs"
@@ -40,12 +41,12 @@ def child(render_too: bool, libfuzzer_args: list[str]) -> None:
     def one(data: bytes) -> None:
         try:
             info = transform.probe(data, allowed, limits)
+            if render_too:
+                # A 4xx from render is a valid answer (e.g. output_too_large for a tall strip).
+                transform.render(data, options, info.format, limits, (255, 255, 255))
         except ApiError as exc:
             if exc.status >= 500:
                 raise
-            return
-        if render_too:
-            transform.render(data, options, info.format, limits, (255, 255, 255))
 
     atheris.Setup([sys.argv[0], *libfuzzer_args], one)
     atheris.Fuzz()

@@ -34,6 +34,8 @@ def misses(rows: list[dict[str, Any]]) -> list[str]:
             out.append(f"overload: {row}")
         if kind.startswith("durability") and (row["partial_visible"] or row["ack_missing"]):
             out.append(f"{kind}: {row}")
+        if kind.startswith("atheris") and row["exit_code"]:
+            out.append(f"{kind}: libFuzzer exit {row['exit_code']}: {row['crash']}")
         if kind.startswith("tenant isolation") and row["leaks"]:
             out.append(f"{kind}: {row['leaks']} leaks")
     return out

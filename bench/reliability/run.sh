@@ -7,7 +7,9 @@
 #   restarts   20 rolling restarts behind HAProxy (RELIABILITY_RESTARTS)
 #   durability 500 uploads with 5 kill -9 on local storage and on S3/moto (RELIABILITY_SCALE=5)
 #   bombs      the bomb corpus, then the <100 ms / <50 MB targets are checked on its figures
-# Usage: bench/reliability/run.sh [fuzz|overload|restarts|durability|bombs|isolation]...  (default: all)
+#   atheris    coverage-guided fuzzing of probe, then probe+render, 300 s each (atheris_probe.py)
+# Usage: bench/reliability/run.sh [fuzz|atheris|overload|restarts|durability|bombs|isolation]...
+# (default: all of them)
 # Figures: one JSON line per measurement in bench/reliability/results/figures.jsonl, summarised
 # into bench/reliability/results/summary.md by report.py (which fails on a missed target).
 set -euo pipefail
@@ -25,16 +27,22 @@ declare -A files=(
   [isolation]=tests/reliability/test_tenant_isolation.py
   [bombs]=tests/reliability/test_bombs.py
   [fuzz]=bench/reliability/fuzz_long.py
+  [atheris]=bench/reliability/atheris_probe.py
   [durability]=tests/reliability/test_durability.py
   [overload]=tests/reliability/test_overload.py
   [restarts]=tests/reliability/test_rolling_restart.py
 )
 stages=("$@")
-[[ ${#stages[@]} -gt 0 ]] || stages=(isolation bombs durability overload restarts fuzz)
+[[ ${#stages[@]} -gt 0 ]] || stages=(isolation bombs durability overload restarts fuzz atheris)
 status=0
 for stage in "${stages[@]}"; do
   file=${files[$stage]:?unknown stage $stage}
   printf '[bench reliability] %s (%s)\n' "$stage" "$(date -u +%H:%M:%S)"
+  if [[ $stage == atheris ]]; then
+    uv run --locked python "$file" 5000000 300 || status=1
+    uv run --locked python "$file" --render 5000000 300 || status=1
+    continue
+  fi
   if [[ $file == *.py && $file != tests/* ]]; then
     uv run --locked python "$file" || status=1
     continue
