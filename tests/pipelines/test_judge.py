@@ -255,3 +255,18 @@ def test_uneven_tenants_are_aligned_to_the_end_of_the_window() -> None:
     verdict = judge(_observation(TrackSeries(late), TrackSeries(late)), JudgePolicy())
     assert verdict.outcome == "pass"
     assert any(row.scope == "newcomer" for row in verdict.evidence)
+
+
+def test_aggregate_alpha_share_splits_the_metric_alpha() -> None:
+    policy = JudgePolicy(aggregate_alpha_share=0.5)
+    verdict = judge(_observation(_track(errors=50.0)), policy)
+    rows = {r.scope: r for r in verdict.evidence if r.metric == "error_ratio"}
+    default = judge(_observation(_track(errors=50.0)), JudgePolicy())
+    metric_alpha = next(r.alpha for r in default.evidence if r.metric == "error_ratio")
+    assert rows["aggregate"].alpha == pytest.approx(metric_alpha / 2)
+    assert rows["acme"].alpha == pytest.approx(metric_alpha / 2)
+    assert rows["aggregate"].p_adjusted == rows["aggregate"].p_value  # a family of one
+    assert verdict.outcome == "fail"
+    assert JudgePolicy.from_mapping({"aggregate_alpha_share": None}).aggregate_alpha_share is None
+    with pytest.raises(ValueError, match="aggregate_alpha_share must be within"):
+        JudgePolicy(aggregate_alpha_share=1.0)

@@ -196,13 +196,25 @@ def _judge_metric(
 
     eligible = scopes.eligible.copy()
     testable = eligible.copy()
-    if policy.correction != "none":
-        testable[eligible] = tarone_testable(scopes.p_min[eligible], alpha)
     adjusted = np.full(len(scopes.names), np.nan)
-    adjusted[testable] = adjust_p_values(scopes.p[testable], policy.correction)
+    levels = np.full(len(scopes.names), alpha)
+    share = policy.aggregate_alpha_share
+    if share is not None and len(scopes.names) > 1:
+        # Two families (Bonferroni between them): the aggregate alone, and the tenants.
+        levels[0], levels[1:] = alpha * share, alpha * (1.0 - share)
+        families = [np.arange(1), np.arange(1, len(scopes.names))]
+    else:
+        families = [np.arange(len(scopes.names))]
+    for family in families:
+        members = family[eligible[family]]
+        level = float(levels[family[0]])
+        if policy.correction != "none":
+            testable[members] = tarone_testable(scopes.p_min[members], level)
+        members = members[testable[members]]
+        adjusted[members] = adjust_p_values(scopes.p[members], policy.correction)
 
     bad = _bad_effect(metric, scopes.effect)
-    failed = testable & (adjusted <= alpha) & bad
+    failed = testable & (adjusted <= levels) & bad
     rows: list[EvidenceRow] = []
     reasons: list[str] = []
     for i, scope in enumerate(scopes.names):
@@ -227,7 +239,7 @@ def _judge_metric(
             interval=_opt_pair(scopes.low[i], scopes.high[i]),
             p_value=_opt(scopes.p[i]) if eligible[i] else None,
             p_adjusted=_opt(adjusted[i]),
-            alpha=alpha,
+            alpha=float(levels[i]),
             result=result,
             unit=scopes.unit,
             effect_unit=scopes.effect_unit,

@@ -104,6 +104,9 @@ class JudgePolicy:
     interim_looks: how many interim looks per step the alpha is reserved for; interim looks
         may fail a canary early but never pass it.
     interim_alpha_share: the share of the budget spent on interim looks.
+    aggregate_alpha_share: for per-tenant metrics, None corrects the aggregate and the tenants
+        as one family; a share s gives the aggregate s of the metric's alpha on its own and the
+        tenants the rest (docs/judge.md measures both).
     """
 
     confidence: float = 0.99
@@ -115,6 +118,7 @@ class JudgePolicy:
     marginal_score: float = 75.0
     interim_looks: int = 9
     interim_alpha_share: float = 0.25
+    aggregate_alpha_share: float | None = None
 
     def __post_init__(self) -> None:
         _check_range("confidence", self.confidence, 0.5, 0.999999)
@@ -136,6 +140,8 @@ class JudgePolicy:
             )
         _check_int("interim_looks", self.interim_looks, 0, 10_000)
         _check_range("interim_alpha_share", self.interim_alpha_share, 0.0, 0.9)
+        if self.aggregate_alpha_share is not None:
+            _check_range("aggregate_alpha_share", self.aggregate_alpha_share, 0.05, 0.95)
 
     @property
     def alpha(self) -> float:
@@ -168,6 +174,8 @@ class JudgePolicy:
                 kwargs[key] = _parse_metrics(value)
             elif key in ("min_requests", "min_tenant_requests", "interim_looks"):
                 kwargs[key] = _as_int(f"judge.{key}", value)
+            elif key == "aggregate_alpha_share" and value is None:
+                kwargs[key] = None
             elif key == "correction":
                 kwargs[key] = _as_str(f"judge.{key}", value)
             else:
