@@ -56,7 +56,9 @@ def policy(state: Path, ledger: Path) -> dict[str, Any]:
         "canary": {
             "steps": [{"weight": 40, "bake_seconds": 10}, {"weight": 50, "bake_seconds": 6}],
             "interval_seconds": 2,
-            "max_extensions": 1,
+            # The minimum-sample guard, not the bake, decides when there is enough data: on a
+            # loaded machine the generator delivers fewer requests and the bake extends.
+            "max_extensions": 4,
             "extension_seconds": 4,
             "progress_seconds": 1,
         },
@@ -65,7 +67,7 @@ def policy(state: Path, ledger: Path) -> dict[str, Any]:
         # left to the real environments' policies.
         "judge": {
             "confidence": 0.99,
-            "min_requests": 30,
+            "min_requests": 200,
             "metrics": [
                 {
                     "name": "error_ratio",
