@@ -24,11 +24,9 @@ WORKFLOWS = ROOT / ".github" / "workflows"
 CHECKOV = "checkov==3.3.30"
 UV = shutil.which("uv")
 HADOLINT = shutil.which("hadolint") or str(ROOT / ".venv" / "bin" / "hadolint")
-# check id -> why it does not apply; each must also be listed in docs/reliability.md.
-JUSTIFIED = {
-    "CKV_DOCKER_7": "FROM ${PYTHON_IMAGE}: checkov does not resolve ARG defaults; the default "
-    "is a pinned tag (asserted below)",
-}
+# check id -> why it does not apply; each must also be listed in docs/reliability.md. Empty:
+# the Dockerfile's base images became literal pinned tags, so CKV_DOCKER_7 no longer needs a skip.
+JUSTIFIED: dict[str, str] = {}
 BAD_DOCKERFILE = "FROM ubuntu:latest\nRUN apt-get update && apt-get install -y curl\n"
 BAD_WORKFLOW = """name: negative
 on:
@@ -131,11 +129,14 @@ def test_checkov_dockerfile_and_workflows(checkov_report: list[dict[str, Any]]) 
     assert unjustified == []
 
 
-def test_justified_skips_hold_and_are_documented() -> None:
+def test_base_images_are_pinned_and_skips_documented() -> None:
     if not DOCKERFILE.exists():
         pytest.skip("service/Dockerfile does not exist yet")
     text = DOCKERFILE.read_text()
-    # CKV_DOCKER_7's justification: every ARG used in FROM defaults to a pinned, non-latest tag.
+    for image in re.findall(r"^FROM (\S+)", text, flags=re.M):
+        if not image.startswith("${"):
+            assert (":" in image and not image.endswith(":latest")) or "@sha256:" in image, image
+    # checkov cannot resolve ARG defaults: an ARG used in FROM must default to a pinned tag.
     for arg in re.findall(r"^FROM \$\{(\w+)\}", text, flags=re.M):
         default = re.search(rf"^ARG {arg}=(\S+)", text, flags=re.M)
         assert default, f"ARG {arg} has no default"
