@@ -279,3 +279,61 @@ def test_local_environment_secrets_not_in_its_ledger_or_logs() -> None:
     )
     assert haystacks, "no ledger or logs to search"
     assert found == []
+
+
+def deliver(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The `deliver` console script of this environment (same venv as the tests)."""
+    script = Path(sys.executable).parent / "deliver"
+    return subprocess.run(
+        [str(script), *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def scratch_repo(tmp_path: Path) -> Path:
+    """A repository root the CLI accepts (Pulumi.yaml + environments/), so no state is shared."""
+    import shutil
+
+    repo = tmp_path / "repo"
+    shutil.copytree(ROOT / "environments", repo / "environments")
+    shutil.copy(ROOT / "Pulumi.yaml", repo / "Pulumi.yaml")
+    return repo
+
+
+def test_cli_refuses_a_second_deliverer(tmp_path: Path) -> None:
+    repo = scratch_repo(tmp_path)
+    path = repo / ".state" / "locks" / "deliver-local.lock"
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from pathlib import Path; from delivery.lock import delivery_lock\n"
+         "with delivery_lock(Path(sys.argv[1]), 'local'):\n"
+         "    print('held', flush=True); time.sleep(60)\n", str(path)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
+        second = deliver(
+            "run", "--env", "local", "--version", "HEAD", "--repo", str(repo), cwd=repo
+        )
+    finally:
+        holder.kill()
+        holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
+    record("pipeline: second deliverer via CLI", exit_code=second.returncode)
+    assert second.returncode == 5, second.stderr
+    assert f"pid {holder.pid}" in second.stderr
+    assert not (repo / ".state" / "local").exists()  # refused before touching the environment
+
+
+def test_cli_reports_a_truncated_ledger_line(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.jsonl"
+    ledger = FileLedger(path)
+    for n in range(3):
+        ledger.append({**ledger_record(n), "version": f"v{n}", "outcome": "promoted"})
+    data = path.read_bytes()
+    path.write_bytes(data[:-10])
+    shown = deliver("ledger", "--ledger", str(path), "--json", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert f"skipped {path}:3" in shown.stderr
+    assert [json.loads(line)["n"] for line in shown.stdout.splitlines()] == [0, 1]
