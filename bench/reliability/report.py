@@ -48,12 +48,22 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def latest(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The last figure per (promise, case): figures.jsonl keeps every run; summary: newest."""
+    last: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        last[(row["promise"], str(row.get("case", "")))] = row
+    return list(last.values())
+
+
 def main(path: str) -> int:
-    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    everything = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    rows = latest(everything)
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         groups[row["promise"]].append(row)
     print("# Reliability benchmark figures\n")
+    print(f"Newest figure per promise and case, of {len(everything)} in {Path(path).name}.\n")
     for promise, members in groups.items():
         print(f"## {promise}\n\n{table(members)}\n")
     missed = misses(rows)
