@@ -39,6 +39,7 @@ class FakeTarget:
     calls: list[str] = field(default_factory=list)
     checks_pass: bool = True
     ops: tuple[ResourceOp, ...] = (ResourceOp("urn:c", "svc", "create"),)
+    platform_ops: tuple[ResourceOp, ...] = ()
 
     def resolve(self, version: str) -> VersionInfo:
         return VersionInfo(version, "c0ffee" + version, "2026-01-01T00:00:00+00:00")
@@ -49,6 +50,13 @@ class FakeTarget:
     def preview(self, version: VersionInfo) -> Preview:
         self.calls.append("preview")
         return Preview(ops=self.ops)
+
+    def preview_platform(self) -> Preview:
+        self.calls.append("preview platform")
+        return Preview(ops=self.platform_ops)
+
+    def apply_platform(self) -> None:
+        self.calls.append("apply platform")
 
     def start_canary(self, version: VersionInfo) -> None:
         self.calls.append(f"start {version.version}")
@@ -281,3 +289,25 @@ def test_sigterm_mid_bake_aborts_and_records_why(tmp_path: Path) -> None:
     assert target.calls[-1] == "abort"
     assert signal.getsignal(signal.SIGTERM) is before  # handlers restored
     assert deliveries(ledger.read().records, "t")[-1]["outcome"] == "aborted"
+
+
+def test_platform_change_is_its_own_delivery(tmp_path: Path) -> None:
+    vpc = ResourceOp("urn:v", "aws:iam/role:Role", "update")
+    target = FakeTarget(platform_ops=(vpc,))
+    d, _, _ = delivery(tmp_path, target, healthy())
+    result = d.run_platform(RunRequest(""))
+    assert result.outcome is Outcome.PROMOTED
+    assert target.calls == ["preview platform", "apply platform"]
+    assert result.record["outcome"] == "applied"
+    assert result.record["delta"]["kind"] == "platform"
+
+    nothing = FakeTarget()
+    d, _, _ = delivery(tmp_path, nothing, healthy())
+    assert d.run_platform(RunRequest("")).reason == "no platform change to apply"
+    assert "apply platform" not in nothing.calls
+
+    mixed = FakeTarget(platform_ops=(vpc, ResourceOp("urn:c", "svc", "update")))
+    d, _, _ = delivery(tmp_path, mixed, healthy())
+    refused = d.run_platform(RunRequest(""))
+    assert refused.outcome is Outcome.REFUSED
+    assert "mixes a platform change" in refused.reason

@@ -132,3 +132,12 @@ def test_kubectl_host_spec_and_event_parsing() -> None:
     )
     ops = ops_from_events([pre(events.OpType.CREATE_REPLACEMENT, "aws:s3/bucket:Bucket", "images")])
     assert ops[0].op == "replace"
+
+
+def test_platform_preview_keeps_versions_and_applies_its_plan(tmp_path: Path) -> None:
+    t, stack = target(tmp_path)
+    preview = t.preview_platform()
+    assert preview.change_summary == {"create": 1, "same": 1}
+    assert not any(name == "set_config" for name, _ in stack.calls)
+    t.apply_platform()
+    assert stack.calls[-1] == ("up", str(tmp_path / "staging-platform.plan.json"))

@@ -79,9 +79,11 @@ def test_deliveries_are_thin_serialised_per_env_and_prod_is_protected(repo_root:
         assert job["environment"] == env
         assert job["concurrency"] == {"group": f"deliver-{env}", "cancel-in-progress": False}
         runs = [s["run"] for s in job["steps"] if "run" in s]
-        assert len(runs) == 1, "one command: deliver holds the logic"
-        assert runs[0].startswith(f"uv run --locked deliver run --env {env} --version")
-        assert "$GITHUB_STEP_SUMMARY" in runs[0]
+        # Only `deliver` calls: the platform change, then the version, one kind each.
+        assert len(runs) == 2, runs
+        assert runs[0].startswith(f"uv run --locked deliver run --env {env} --platform")
+        assert runs[1].startswith(f"uv run --locked deliver run --env {env} --version")
+        assert all("$GITHUB_STEP_SUMMARY" in r for r in runs)
     tags = jobs["build"]["steps"][-1]["with"]["tags"]
     assert tags.endswith(":${{ github.sha }}")
 

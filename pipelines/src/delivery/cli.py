@@ -104,9 +104,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     with lock.delivery_lock(ctx.lock_path, ctx.cfg.env):
         from delivery.orchestrator import RunRequest
 
-        result = ctx.delivery(printer).run(
-            RunRequest(args.version, allows, args.reason or "", args.fixes or "")
-        )
+        request = RunRequest(args.version or "", allows, args.reason or "", args.fixes or "")
+        delivery = ctx.delivery(printer)
+        result = delivery.run_platform(request) if args.platform else delivery.run(request)
     printer.say(f"\noutcome: {result.outcome.upper()} - {result.reason}")
     printer.say("ledger entry:\n" + json.dumps(result.record, indent=2, sort_keys=True))
     if args.summary:
@@ -307,9 +307,14 @@ def parser() -> argparse.ArgumentParser:
         "promote or abort, record in the ledger. Shows live progress.",
     )
     common(run)
-    run.add_argument(
+    kind = run.add_mutually_exclusive_group(required=True)
+    kind.add_argument(
+        "--platform",
+        action="store_true",
+        help="deliver the platform code alone (preview, delta gate, apply); no version change",
+    )
+    kind.add_argument(
         "--version",
-        required=True,
         help="commit SHA / image tag; locally also `worktree` or a named version",
     )
     run.add_argument(

@@ -66,6 +66,14 @@ class LocalTarget:
             change_summary={"create": 2, "same": 1},
         )
 
+    def preview_platform(self) -> Preview:
+        # The local environment's platform (HAProxy, Prometheus) is started by `env up`, not
+        # delivered: there is never a platform change to apply here.
+        return Preview(ops=(), change_summary={})
+
+    def apply_platform(self) -> None:
+        return None
+
     def start_canary(self, version: VersionInfo) -> None:
         stable = self.env.track("stable")
         if stable is None:

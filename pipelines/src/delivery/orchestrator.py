@@ -149,6 +149,66 @@ class Delivery:
                 )
         return ""
 
+    # --- a platform change ----------------------------------------------------------------
+    def run_platform(self, req: RunRequest) -> RunResult:
+        """One delivery of platform code alone: preview, gate, apply. No canary: the service
+        version does not change, so there is nothing to compare."""
+        for note in self.converge():
+            self.out.say(f"recovery: {note}")
+        stamp = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+        did = f"{self.cfg.env}-platform-{stamp}"
+        state = self.target.state()
+        if state.canary_running:
+            reason = f"a canary ({state.canary_version}) runs: platform changes wait for it"
+            return RunResult(Outcome.REFUSED, reason)
+        preview = self.target.preview_platform()
+        decision = gate(
+            preview,
+            self.cfg.delta,
+            intended=ChangeKind.PLATFORM,
+            allows=req.allows,
+            reason=req.reason,
+        )
+        base: dict[str, Any] = {
+            "version": f"platform@{req.version or state.stable_version}",
+            "commit": req.version,
+            "change": "platform",
+            "target": self.cfg.target_kind,
+            "started_at": iso(self.clock()),
+            "delta": decision.to_json(),
+            "overrides": [f"{o.allow}: {o.reason}" for o in decision.overrides],
+            "steps": [],
+        }
+        self.out.say(
+            f"delta gate: {'allowed' if decision.allowed else 'REFUSED'} - {decision.kind} change, "
+            f"{decision.changes} resource(s), risk {decision.risk:.1f}"
+        )
+        for why in decision.reasons:
+            self.out.say(f"  refused: {why}")
+        if not decision.allowed:
+            reason = "; ".join(decision.reasons)
+            rec = self.record(
+                "finished",
+                did,
+                **base,
+                ended_at=iso(self.clock()),
+                outcome="refused",
+                reason=reason,
+            )
+            return RunResult(Outcome.REFUSED, reason, rec)
+        if decision.kind is ChangeKind.NONE:
+            return RunResult(Outcome.PROMOTED, "no platform change to apply")
+        self.target.apply_platform()
+        rec = self.record(
+            "finished",
+            did,
+            **base,
+            ended_at=iso(self.clock()),
+            outcome="applied",
+            reason="platform change applied",
+        )
+        return RunResult(Outcome.PROMOTED, "platform change applied", rec)
+
     # --- the run ---------------------------------------------------------------------------
     def run(self, req: RunRequest) -> RunResult:
         for note in self.converge():

@@ -127,6 +127,22 @@ class PulumiTarget:
             change_summary={str(getattr(k, "value", k)): int(v) for k, v in summary.items()},
         )
 
+    def preview_platform(self) -> Preview:
+        events: list[Any] = []
+        kwargs: dict[str, Any] = {"on_event": events.append}
+        if self.settings.use_update_plan:
+            self.plan = self.plan_dir / f"{self.settings.stack}-platform.plan.json"
+            kwargs["plan"] = str(self.plan)
+        result = self.stack.preview(**kwargs)
+        summary = getattr(result, "change_summary", {}) or {}
+        return Preview(
+            ops=ops_from_events(events),
+            change_summary={str(getattr(k, "value", k)): int(v) for k, v in summary.items()},
+        )
+
+    def apply_platform(self) -> None:
+        self._up()
+
     def start_canary(self, version: VersionInfo) -> None:
         self._set(CANARY, version.version)
         self._set(WEIGHT, "0")

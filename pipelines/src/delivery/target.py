@@ -50,6 +50,14 @@ class Target(Protocol):
         """What deploying `version` as a canary (at weight 0) would change."""
         ...
 
+    def preview_platform(self) -> Preview:
+        """What applying the platform code as it stands would change (no version change)."""
+        ...
+
+    def apply_platform(self) -> None:
+        """Apply exactly what `preview_platform` showed (an update plan where supported)."""
+        ...
+
     def start_canary(self, version: VersionInfo) -> None:
         """Run the canary and a fresh baseline of the stable version, both at weight 0."""
         ...
