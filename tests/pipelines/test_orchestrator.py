@@ -176,6 +176,10 @@ def test_errors_on_the_canary_abort_at_the_first_step(tmp_path: Path) -> None:
     assert target.stable == "v1"
     assert [s["weight"] for s in result.record["steps"]] == [10]
     assert "judge failed the canary at 10%" in result.record["reason"]
+    step = result.record["steps"][0]
+    # An interim look stopped the bake early; the step's final look was then taken on that data.
+    assert step["duration_seconds"] < 10
+    assert step["verdict"]["interim"] is False
 
 
 def test_one_tenant_regression_is_named(tmp_path: Path) -> None:

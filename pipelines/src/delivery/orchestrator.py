@@ -440,5 +440,10 @@ class Delivery:
             harm = any(r.result == "fail" and r.p_value is not None for r in verdict.evidence)
             if error or (verdict.outcome == "fail" and harm):
                 self.out.say(f"interim look {looks}: fail - stopping the bake early")
-                return verdict, error
+                if error:
+                    return verdict, error
+                # The step ends here, so its one final look is taken now: same data, the final
+                # look's larger alpha, so the per-tenant rows explain the failure fully.
+                final, error = self._judge(window_start, info, stable, interim=False)
+                return (final, error) if final.outcome == "fail" else (verdict, error)
         return None
