@@ -14,8 +14,10 @@ import os
 import pwd
 import secrets
 import shutil
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -55,6 +57,14 @@ class TrackRun:
         return cls(data["version"], launch, Proc.from_json(data["proc"]))
 
 
+def _traversable_by_others(path: Path) -> bool:
+    """True when every existing ancestor of `path` lets any user pass through (o+x)."""
+    for part in [path, *path.parents]:
+        if part.exists() and not part.stat().st_mode & stat.S_IXOTH:
+            return False
+    return True
+
+
 class LocalEnvironment:
     def __init__(self, repo: Path, settings: LocalSettings, env_name: str = "local") -> None:
         self.repo = repo
@@ -63,9 +73,23 @@ class LocalEnvironment:
         state_dir = Path(settings.state_dir)
         self.dir = state_dir if state_dir.is_absolute() else repo / state_dir
         self.state_file = self.dir / "env.json"
-        self.versions_dir = self.dir / "versions"
-        self.storage = self.dir / "storage"
         self.logs = self.dir / "logs"
+        # What the (unprivileged) service process must reach: its code, venv, storage, tenants.
+        self.service_dir = self._service_dir()
+        self.versions_dir = self.service_dir / "versions"
+        self.storage = self.service_dir / "storage"
+
+    def _service_dir(self) -> Path:
+        """The state dir itself, unless the service user could not traverse its ancestors.
+
+        A checkout inside a private directory (CI clones into `mktemp -d`, mode 0700) is out of
+        reach for `nobody`; the service's files then live in a world-traversable directory under
+        the system temp dir, named after the state dir so that each environment keeps its own.
+        """
+        if self._service_user() is None or _traversable_by_others(self.dir):
+            return self.dir
+        digest = hashlib.sha256(str(self.dir).encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / f"image-delivery-{self.env_name}-{digest}"
 
     # --- state -----------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -132,7 +156,8 @@ class LocalEnvironment:
                 "requests_per_second = 1000",
                 "",
             ]
-        (self.dir / "tenants.toml").write_text("\n".join(lines))
+        self.service_dir.mkdir(parents=True, exist_ok=True)
+        (self.service_dir / "tenants.toml").write_text("\n".join(lines))
         return keys
 
     # --- processes -------------------------------------------------------------------------
@@ -162,7 +187,9 @@ class LocalEnvironment:
         return None
 
     def _prepare_service_dirs(self, user: str | None) -> Path:
-        home = self.dir / "service-home"
+        home = self.service_dir / "service-home"
+        self.service_dir.mkdir(parents=True, exist_ok=True)
+        self.service_dir.chmod(0o755)
         for path in (self.storage, home):
             path.mkdir(parents=True, exist_ok=True)
             if user is not None:
@@ -188,7 +215,7 @@ class LocalEnvironment:
             "IMAGE_SERVICE_TRACK": track,
             "IMAGE_SERVICE_VERSION": launch.version,
             "IMAGE_SERVICE_STORAGE": str(self.storage),
-            "IMAGE_SERVICE_TENANTS_FILE": str(self.dir / "tenants.toml"),
+            "IMAGE_SERVICE_TENANTS_FILE": str(self.service_dir / "tenants.toml"),
             "IMAGE_SERVICE_ENVIRONMENT": self.env_name,
             **launch.env,
         }
@@ -198,7 +225,7 @@ class LocalEnvironment:
             port=port,
             log=self.logs / f"service-{track}-{launch.version}.log",
             env=env,
-            cwd=self.dir,
+            cwd=self.service_dir,
             user=user,
         )
         run = TrackRun(launch.version, launch, proc)
