@@ -16,7 +16,7 @@ from typing import Any
 
 from delivery import machine
 from delivery.config import DeliveryConfig
-from delivery.delta import Allow, ChangeKind, gate
+from delivery.delta import Allow, ChangeKind, GateDecision, gate
 from delivery.judge import JudgePolicy, Verdict, judge
 from delivery.ledger import SCHEMA_VERSION, Ledger, deliveries, open_deliveries
 from delivery.metrics import MetricsSource, MetricsUnavailableError, Window, empty_observation
@@ -149,6 +149,29 @@ class Delivery:
                 )
         return ""
 
+    def _report_gate(
+        self, decision: GateDecision, did: str, base: dict[str, Any]
+    ) -> RunResult | None:
+        """Print the delta gate's decision; a refusal is recorded and ends the delivery."""
+        self.out.say(
+            f"delta gate: {'allowed' if decision.allowed else 'REFUSED'} - {decision.kind} change, "
+            f"{decision.changes} resource(s), risk {decision.risk:.1f}"
+        )
+        for why in decision.reasons:
+            self.out.say(f"  refused: {why}")
+        if decision.allowed:
+            return None
+        reason = "; ".join(decision.reasons)
+        rec = self.record(
+            "finished",
+            did,
+            **{"steps": [], **base},
+            ended_at=iso(self.clock()),
+            outcome="refused",
+            reason=reason,
+        )
+        return RunResult(Outcome.REFUSED, reason, rec)
+
     # --- a platform change ----------------------------------------------------------------
     def run_platform(self, req: RunRequest) -> RunResult:
         """One delivery of platform code alone: preview, gate, apply. No canary: the service
@@ -179,23 +202,9 @@ class Delivery:
             "overrides": [f"{o.allow}: {o.reason}" for o in decision.overrides],
             "steps": [],
         }
-        self.out.say(
-            f"delta gate: {'allowed' if decision.allowed else 'REFUSED'} - {decision.kind} change, "
-            f"{decision.changes} resource(s), risk {decision.risk:.1f}"
-        )
-        for why in decision.reasons:
-            self.out.say(f"  refused: {why}")
-        if not decision.allowed:
-            reason = "; ".join(decision.reasons)
-            rec = self.record(
-                "finished",
-                did,
-                **base,
-                ended_at=iso(self.clock()),
-                outcome="refused",
-                reason=reason,
-            )
-            return RunResult(Outcome.REFUSED, reason, rec)
+        refused = self._report_gate(decision, did, base)
+        if refused is not None:
+            return refused
         if decision.kind is ChangeKind.NONE:
             return RunResult(Outcome.PROMOTED, "no platform change to apply")
         self.target.apply_platform()
@@ -249,24 +258,9 @@ class Delivery:
         )
         base["delta"] = decision.to_json()
         base["overrides"] = [o["allow"] + ": " + o["reason"] for o in base["delta"]["overrides"]]
-        self.out.say(
-            f"delta gate: {'allowed' if decision.allowed else 'REFUSED'} - {decision.kind} change, "
-            f"{decision.changes} resource(s), risk {decision.risk:.1f}"
-        )
-        for why in decision.reasons:
-            self.out.say(f"  refused: {why}")
-        if not decision.allowed:
-            reason = "; ".join(decision.reasons)
-            rec = self.record(
-                "finished",
-                did,
-                **base,
-                ended_at=iso(self.clock()),
-                outcome="refused",
-                reason=reason,
-                steps=[],
-            )
-            return RunResult(Outcome.REFUSED, reason, rec)
+        refused = self._report_gate(decision, did, base)
+        if refused is not None:
+            return refused
 
         self.record("started", did, **base, planned=[s.__dict__ for s in self.cfg.steps])
         previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}

@@ -115,23 +115,17 @@ class PulumiTarget:
     def preview(self, version: VersionInfo) -> Preview:
         self._set(CANARY, version.version)
         self._set(WEIGHT, "0")
-        events: list[Any] = []
-        kwargs: dict[str, Any] = {"on_event": events.append}
-        if self.settings.use_update_plan:
-            self.plan = self.plan_dir / f"{self.settings.stack}-{version.version}.plan.json"
-            kwargs["plan"] = str(self.plan)
-        result = self.stack.preview(**kwargs)
-        summary = getattr(result, "change_summary", {}) or {}
-        return Preview(
-            ops=ops_from_events(events),
-            change_summary={str(getattr(k, "value", k)): int(v) for k, v in summary.items()},
-        )
+        return self._preview(version.version)
 
     def preview_platform(self) -> Preview:
+        return self._preview("platform")
+
+    def _preview(self, plan_name: str) -> Preview:
+        """Preview, collecting per-resource ops; keep the update plan so `up` applies just it."""
         events: list[Any] = []
         kwargs: dict[str, Any] = {"on_event": events.append}
         if self.settings.use_update_plan:
-            self.plan = self.plan_dir / f"{self.settings.stack}-platform.plan.json"
+            self.plan = self.plan_dir / f"{self.settings.stack}-{plan_name}.plan.json"
             kwargs["plan"] = str(self.plan)
         result = self.stack.preview(**kwargs)
         summary = getattr(result, "change_summary", {}) or {}
