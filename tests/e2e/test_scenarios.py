@@ -194,3 +194,21 @@ def test_redeploying_an_old_version_is_refused(local_env: Any) -> None:
     assert result.returncode == 4, local_env.dump(result)
     assert "never redeployed" in result.stdout
     _ = subprocess  # keep the import for type checkers of Popen
+
+
+def test_tenant_keys_never_reach_the_ledger_or_any_log(local_env: Any) -> None:
+    # Runs last: by now every scenario has written its ledger records and process logs.
+    import json
+
+    keys = [t["key"] for t in json.loads((local_env.env.dir / "tenant-keys.json").read_text())]
+    assert keys
+    texts = {str(local_env.ledger_path): local_env.ledger_path.read_text()}
+    for path in local_env.env.logs.rglob("*"):
+        if path.is_file():
+            texts[str(path)] = path.read_text(errors="replace")
+    for command in (("ledger", "--json"), ("status",), ("dora",)):
+        shown = local_env.deliver(*command)
+        texts[" ".join(command)] = shown.stdout + shown.stderr
+    assert len(texts) > 5, sorted(texts)  # the ledger, several process logs, three commands
+    leaks = [where for where, text in texts.items() for key in keys if key in text]
+    assert leaks == []
