@@ -196,6 +196,20 @@ def test_redeploying_an_old_version_is_refused(local_env: Any) -> None:
     _ = subprocess  # keep the import for type checkers of Popen
 
 
+def test_a_canary_that_crashes_before_taking_traffic_is_never_promoted(local_env: Any) -> None:
+    stable = stable_version(local_env)
+    result = local_env.deliver("run", "--version", "crashloop")
+    # 1 = error: the canary was torn down before any judgement; stable untouched.
+    assert result.returncode == 1, local_env.dump(result)
+    assert "exited while starting" in result.stdout + result.stderr, local_env.dump(result)
+    assert stable_version(local_env) == stable
+    assert local_env.env.track("canary") is None
+    assert local_env.env.track("baseline") is None
+    assert local_env.env.read()["weight"] == 0
+    assert not any(d.get("outcome") == "promoted" for d in local_env.deliveries()
+                   if d.get("version") == "crashloop")  # fmt: skip
+
+
 def test_tenant_keys_never_reach_the_ledger_or_any_log(local_env: Any) -> None:
     # Runs last: by now every scenario has written its ledger records and process logs.
     import json
