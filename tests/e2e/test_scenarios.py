@@ -4,12 +4,15 @@ They share one local environment (see conftest.py); each delivers a distinct nam
 because versions are never redeployed.
 """
 
+import os
 import signal
+import stat
 import subprocess
 from typing import Any
 
 import httpx
 import pytest
+import testinfra
 from delivery import procs
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -208,6 +211,39 @@ def test_a_canary_that_crashes_before_taking_traffic_is_never_promoted(local_env
     assert local_env.env.read()["weight"] == 0
     assert not any(d.get("outcome") == "promoted" for d in local_env.deliveries()
                    if d.get("version") == "crashloop")  # fmt: skip
+
+
+def test_host_state_after_deliveries(local_env: Any) -> None:
+    """testinfra over the local environment, as the reliability matrix asks."""
+    host = testinfra.get_host("local://")
+    env = local_env.env
+    stable = env.track("stable")
+    assert stable is not None
+    proxy, prom = env.proc("haproxy"), env.proc("prometheus")
+    assert proxy is not None
+    assert prom is not None
+    # Processes run under the expected users: the service unprivileged whenever we are root.
+    expected_service_user = "nobody" if os.geteuid() == 0 else host.user().name
+    assert host.process.get(pid=stable.proc.pid).user == expected_service_user
+    assert host.process.get(pid=proxy.pid).user == host.user().name
+    # Only loopback listens: each port is bound to 127.0.0.1 and to no wildcard address.
+    for port in (stable.proc.port, proxy.port, prom.port):
+        assert host.socket(f"tcp://127.0.0.1:{port}").is_listening, port
+        assert not host.socket(f"tcp://0.0.0.0:{port}").is_listening, port
+        assert not host.socket(f"tcp://:::{port}").is_listening, port
+    # The tenants file is 0600 and owned by the service's user.
+    tenants = host.file(str(env.service_dir / "tenants.toml"))
+    assert stat.S_IMODE(tenants.mode) == 0o600
+    assert tenants.user == expected_service_user
+    # Prometheus scrapes every running track up (slots with no process are expected down).
+    targets = httpx.get(f"{env.prometheus_url()}/api/v1/targets", timeout=5).json()
+    health = {t["labels"]["instance"]: t["health"] for t in targets["data"]["activeTargets"]}
+    running = [f"127.0.0.1:{t['proc']['port']}" for t in env.read()["tracks"].values()]
+    assert running
+    assert {i: health.get(i) for i in running} == dict.fromkeys(running, "up"), health
+    # The HAProxy config validates.
+    checked = host.run(f"haproxy -c -f {env.dir / 'haproxy.cfg'}")
+    assert checked.rc == 0, checked.stderr
 
 
 def test_tenant_keys_never_reach_the_ledger_or_any_log(local_env: Any) -> None:

@@ -157,7 +157,16 @@ class LocalEnvironment:
                 "",
             ]
         self.service_dir.mkdir(parents=True, exist_ok=True)
-        (self.service_dir / "tenants.toml").write_text("\n".join(lines))
+        # Key hashes only, yet still the service's secret material: 0600, owned by its user.
+        tenants_file = self.service_dir / "tenants.toml"
+        fd = os.open(tenants_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write("\n".join(lines))
+        tenants_file.chmod(0o600)
+        user = self._service_user()
+        if user is not None:
+            entry = pwd.getpwnam(user)
+            os.chown(tenants_file, entry.pw_uid, entry.pw_gid)
         return keys
 
     # --- processes -------------------------------------------------------------------------
