@@ -31,6 +31,7 @@ VERSIONS: dict[str, dict[str, Any]] = {
     "bad-5xx": {"IMAGE_SERVICE_FAULT_ERROR_RATE": "0.05"},
     "slow": {"IMAGE_SERVICE_FAULT_LATENCY_MS": "100"},
     "bad-globex": {"IMAGE_SERVICE_FAULT_ERROR_RATE": "0.3", "IMAGE_SERVICE_FAULT_TENANT": "globex"},
+    **{f"kill-{n}": {} for n in range(5)},
     # Refuses to start (fault injection in a production-marked process): a canary that crash-loops
     # before it ever takes traffic.
     "crashloop": {"IMAGE_SERVICE_ENVIRONMENT": "prod", "IMAGE_SERVICE_FAULT_ERROR_RATE": "0.05"},

@@ -155,6 +155,45 @@ def test_6_and_7_concurrent_run_is_refused_and_killed_run_converges(local_env: A
     assert stable_version(local_env) == "good-4"
 
 
+# Each stage of a delivery, by the first line `deliver run` prints in it.
+KILL_POINTS = ["delta gate:", "starting canary", "check ok", "[step 2/2]", "promoting"]
+
+
+@pytest.mark.parametrize("index", range(len(KILL_POINTS)), ids=KILL_POINTS)
+def test_deliverer_killed_at_each_stage_converges_and_never_promotes_unsafely(
+    local_env: Any, index: int
+) -> None:
+    version, previous = f"kill-{index}", stable_version(local_env)
+    run = local_env.start("run", "--version", version)
+    try:
+        local_env.wait_for_line(run, KILL_POINTS[index])
+        run.send_signal(signal.SIGKILL)
+        run.wait(timeout=10)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait(timeout=10)
+        assert run.stdout is not None
+        run.stdout.close()
+    status = local_env.deliver("status")
+    assert status.returncode == 0, local_env.dump(status)
+    env = local_env.env
+    assert env.track("canary") is None
+    assert env.track("baseline") is None
+    assert env.read()["weight"] == 0
+    stable = stable_version(local_env)
+    records = [d for d in local_env.deliveries() if d.get("version") == version]
+    if stable == version:
+        # Only a version every step of which passed the judge may have become stable.
+        assert records, "a version became stable with no ledger record"
+        steps = records[-1]["steps"]
+        assert len(steps) == 2, steps
+        assert all(s["verdict"]["outcome"] == "pass" for s in steps), steps
+    else:
+        assert stable == previous
+        assert all(d.get("outcome") != "promoted" for d in records), records
+
+
 def test_8_every_exported_promql_returns_data(local_env: Any) -> None:
     try:
         from infra.observability.queries import exported_queries
