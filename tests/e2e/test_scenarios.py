@@ -115,6 +115,9 @@ def test_5_prometheus_stopped_mid_analysis_never_promotes(local_env: Any) -> Non
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()  # a failure above must not leak the pipe into later tests
     assert proc.returncode == 3, out
     entry = local_env.last("good-2")
     assert entry["outcome"] == "aborted"

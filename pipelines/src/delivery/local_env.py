@@ -201,10 +201,16 @@ class LocalEnvironment:
         self.service_dir.chmod(0o755)
         for path in (self.storage, home):
             path.mkdir(parents=True, exist_ok=True)
-            if user is not None:
-                entry = pwd.getpwnam(user)
-                for root, dirs, files in os.walk(path):
-                    for name in [root, *dirs, *files]:
+            if user is None:
+                continue
+            entry = pwd.getpwnam(user)
+            # Hand the tree over once; later the service creates everything as its own user.
+            if path.stat().st_uid == entry.pw_uid:
+                continue
+            for root, dirs, files in os.walk(path):
+                for name in [root, *dirs, *files]:
+                    # A running service renames its temporary files away under our feet.
+                    with contextlib.suppress(FileNotFoundError):
                         os.chown(Path(root) / name, entry.pw_uid, entry.pw_gid)
         return home
 
