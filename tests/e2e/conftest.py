@@ -71,7 +71,7 @@ def policy(state: Path, ledger: Path) -> dict[str, Any]:
         # left to the real environments' policies.
         "judge": {
             "confidence": 0.99,
-            "min_requests": 200,
+            "min_requests": 600,  # enough for step 1 to see the 5xx fault (~15 s at 40 req/s)
             "metrics": [
                 {
                     "name": "error_ratio",
