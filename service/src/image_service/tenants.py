@@ -29,6 +29,7 @@ KNOWN_KEYS = frozenset(
         "max_upload_bytes",
         "requests_per_second",
         "max_stored_bytes",
+        "share",
     }
 )
 
@@ -43,6 +44,7 @@ class Tenant:
     max_upload_bytes: int
     requests_per_second: float
     max_stored_bytes: int
+    share: float = 1.0  # weight of the tenant's fair share of workers, queue and uploads
 
 
 def is_tenant_id(value: str) -> bool:
@@ -145,6 +147,7 @@ def parse_tenant(
             tid, table, "requests_per_second", DEFAULT_REQUESTS_PER_SECOND
         ),
         max_stored_bytes=int(_positive(tid, table, "max_stored_bytes", DEFAULT_MAX_STORED_BYTES)),
+        share=_positive(tid, table, "share", 1.0),
     )
 
 
