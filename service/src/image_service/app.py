@@ -28,11 +28,12 @@ from image_service.config import Limits
 from image_service.errors import DomainError
 from image_service.formats import MIME_TYPES, sniff
 from image_service.http_errors import error_response
+from image_service.memory import release_after
 from image_service.middleware import ObservabilityMiddleware
 from image_service.negotiate import choose_format
 from image_service.openapi import spec
 from image_service.options import RenditionOptions, parse_options, split_query
-from image_service.service import RenderFn, Service
+from image_service.service import ProbeFn, RenderFn, Service
 from image_service.signing import verify
 from image_service.storage import (
     Storage,
@@ -147,7 +148,9 @@ async def _store_upload(request: Request, svc: Service, tenant: Tenant) -> Respo
             "body_timeout", f"the upload body did not arrive within {limits.body_timeout_seconds} s"
         ) from None
     svc.metrics.child(svc.metrics.bytes_received, tenant.id).inc(len(body))
-    info: ImageInfo = await svc.pool.run(tenant.id, svc.probe, body, tenant.allowed_formats, limits)
+    info: ImageInfo = await svc.pool.run(
+        tenant.id, _probe_and_release, svc.probe, body, tenant.allowed_formats, limits
+    )
     image_id = hashlib.sha256(body).hexdigest()
     await _store_original(svc, tenant, image_id, body, MIME_TYPES[info.format])
     reply = {
@@ -229,7 +232,19 @@ def _fetch_and_render(
         raise DomainError(
             "unrenderable", "this image cannot be rendered with these options"
         ) from exc
+    finally:
+        release_after(len(original))
     return rendered, out_format, time.perf_counter() - started
+
+
+def _probe_and_release(
+    probe: ProbeFn, body: bytes, allowed: frozenset[str], limits: Limits
+) -> ImageInfo:
+    """Worker-thread job: validate an upload, then return a large decode's heap to the system."""
+    try:
+        return probe(body, allowed, limits)
+    finally:
+        release_after(len(body))
 
 
 def _lookup(storage: Storage, source_key: str, key: str | None) -> tuple[bool, bytes | None]:

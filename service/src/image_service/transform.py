@@ -160,7 +160,11 @@ def _jpeg_downscale(
         return None
     out_w, out_h = max(1, int(src_w * scale + 0.5)), max(1, int(src_h * scale + 0.5))
     shrink = jpeg_shrink_factor(src_w, src_h, out_w, out_h)
-    image = pyvips.Image.jpegload_buffer(data, shrink=shrink).autorot()
+    # Sequential access: libjpeg streams the scan through a few rows of buffers instead of
+    # libvips holding a whole decoded frame (autorot of a rotated image needs random access).
+    image = pyvips.Image.jpegload_buffer(data, shrink=shrink, access="sequential")
+    if image.get_typeof("orientation") and int(image.get("orientation")) not in (0, 1):
+        image = pyvips.Image.jpegload_buffer(data, shrink=shrink).autorot()
     if image.interpretation not in ("srgb", "b-w") or image.format != "uchar":
         return None
     return image.resize(out_w / image.width, vscale=out_h / image.height)
