@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 
 import anyio
 import pyvips
@@ -265,23 +267,61 @@ def _check_signature(
         raise DomainError("invalid_signature", "the signature does not match this URL")
 
 
+@dataclass(frozen=True)
+class ReadPlan:
+    """What a rendition URL means once parsed, verified and keyed."""
+
+    options: RenditionOptions
+    resolved: str | None  # output format; None: the original's own
+    digest: str
+    etag: str
+    negotiated: bool
+
+
+@functools.lru_cache(maxsize=8192)
+def plan_read(
+    tenant: Tenant,
+    image_id: str,
+    query: str,
+    accept: str | None,
+    max_dimension: int,
+    encoder_version: str,
+    background: tuple[int, int, int],
+) -> ReadPlan:
+    """Parse, check the signature, negotiate and key one rendition URL. Pure, so memoised:
+    a repeated URL (every stored-rendition read) skips the parsing and HMAC work, never the
+    check (only successes are remembered, and a tenant's new secrets are a new Tenant key)."""
+    options, signature = parse_options(split_query(query), max_dimension)
+    _check_signature(tenant, image_id, options, signature)
+    negotiated = options.format == "auto"
+    resolved = choose_format(accept) if negotiated else options.format
+    digest = rendition_digest(
+        image_id, options, resolved or "original", encoder_version, background
+    )
+    return ReadPlan(options, resolved, digest, etag_for(digest), negotiated)
+
+
 async def get_image(request: Request) -> Response:
     svc = _service(request)
     tenant = await _begin(request, svc)
     image_id = _image_id(request)
     limits = svc.settings.limits
-    pairs = split_query(request.scope["query_string"].decode("latin-1"))
-    options, signature = parse_options(pairs, limits.max_output_dimension)
-    _check_signature(tenant, image_id, options, signature)
-    _rate_limit(svc, tenant)
-    negotiated = options.format == "auto"
-    resolved = choose_format(request.headers.get("accept")) if negotiated else options.format
-    digest = rendition_digest(
-        image_id, options, resolved or "original", svc.encoder_version, svc.settings.background
+    query = request.scope["query_string"].decode("latin-1")
+    # Only format=auto reads Accept; "auto" can only be spelt literally or percent-encoded.
+    accept = request.headers.get("accept") if "auto" in query or "%" in query else None
+    plan = plan_read(
+        tenant,
+        image_id,
+        query,
+        accept,
+        limits.max_output_dimension,
+        svc.encoder_version,
+        svc.settings.background,
     )
-    etag = etag_for(digest)
+    _rate_limit(svc, tenant)
+    options, resolved, digest, etag = plan.options, plan.resolved, plan.digest, plan.etag
     headers = {"Cache-Control": cache_control(svc.settings.track), "ETag": etag}
-    if negotiated:
+    if plan.negotiated:
         headers["Vary"] = "Accept"
     source_key = original_key(tenant.id, image_id)
     key = rendition_key(tenant.id, image_id, digest, "img")

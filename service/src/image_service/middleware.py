@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import os
+import random
 import re
 import time
 
@@ -44,9 +44,13 @@ class ObservabilityMiddleware:
         svc: Service = scope["app"].state.service
         m = svc.metrics
         started = time.perf_counter()
-        incoming = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"")
-        text = incoming.decode("latin-1")
-        request_id = text if REQUEST_ID.fullmatch(text) else os.urandom(16).hex()
+        text = ""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                text = value.decode("latin-1")
+                break
+        # Request ids correlate log lines; they need to be unique, not unguessable.
+        request_id = text if REQUEST_ID.fullmatch(text) else f"{random.getrandbits(128):032x}"
         status = 500
         sent = 0
 
