@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from delivery import chart, cli
-from delivery.ledger import SCHEMA_VERSION, FileLedger
+from delivery.ledger import SCHEMA_VERSION, FileLedger, Finished, from_json
 
 COMMANDS = ["run", "status", "abort", "ledger", "dora", "env"]
 
@@ -106,14 +106,20 @@ def test_summary_and_chart_from_a_record(tmp_path: Path) -> None:
             ]
         },
     }
-    rec = {
-        "version": "v2",
-        "env": "staging",
-        "outcome": "aborted",
-        "reason": "bad",
-        "steps": [step],
-    }
-    labels, canary, baseline = chart.series(rec["steps"], "error_ratio")  # type: ignore[arg-type]
+    rec = from_json(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "kind": "finished",
+            "delivery_id": "d",
+            "version": "v2",
+            "env": "staging",
+            "outcome": "aborted",
+            "reason": "bad",
+            "steps": [step],
+        }
+    )
+    assert isinstance(rec, Finished)
+    labels, canary, baseline = chart.series(rec.steps, "error_ratio")
     assert (labels, canary, baseline) == (["10%"], [0.05], [0.0])
     png = tmp_path / "c.png"
     chart.render(rec, png)

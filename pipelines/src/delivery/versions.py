@@ -43,6 +43,11 @@ def git(repo: Path, *args: str) -> str:
     return out.stdout.strip()
 
 
+def head(repo: Path) -> str:
+    """The commit the checkout is at."""
+    return git(repo, "rev-parse", "HEAD")
+
+
 def now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
