@@ -218,13 +218,13 @@ def _stopped(local: "LocalTarget | None") -> bool:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from delivery.flow import converge
-
     ctx = Context(args)
     printer = Printer()
     (target, local), ledger = ctx.targets(), ctx.ledger()
     holder = lock.held_by(ctx.lock_path)
     if holder is None and not _stopped(local):
+        from delivery.flow import converge  # imports the judge (scipy): only when needed
+
         try:
             with lock.delivery_lock(ctx.lock_path, ctx.cfg.env):
                 for note in converge(target, ledger, ctx.cfg.env, time.time):
@@ -257,8 +257,6 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_abort(args: argparse.Namespace) -> int:
-    from delivery.flow import converge
-
     ctx = Context(args)
     printer = Printer()
     holder = lock.held_by(ctx.lock_path)
@@ -267,6 +265,8 @@ def cmd_abort(args: argparse.Namespace) -> int:
         if _stopped(local):
             printer.say("the local environment is stopped: nothing to abort")
             return 0
+        from delivery.flow import converge  # imports the judge (scipy): only when needed
+
         try:
             with lock.delivery_lock(ctx.lock_path, ctx.cfg.env):
                 notes = converge(target, ctx.ledger(), ctx.cfg.env, time.time)
