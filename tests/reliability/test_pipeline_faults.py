@@ -4,7 +4,7 @@
   relative to the deliverer's clock: a fake Prometheus HTTP API on 127.0.0.1 serves the window,
   `delivery.metrics.PrometheusSource` reads it, and `delivery.judge.judge` with the local
   environment's own policy decides. When the source raises, the observation is the package's
-  `empty_observation` (what the orchestrator substitutes). An unsafe promotion is a `pass` in any
+  `empty_observation` (what the delivery flow substitutes). An unsafe promotion is a `pass` in any
   fault case; controls prove the same rig does pass a healthy canary and fail a bad one.
 - The ledger truncated mid-line, and two writers at once.
 - Two deliverers at once, and a deliverer killed while holding the lock.
