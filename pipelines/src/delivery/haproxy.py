@@ -8,7 +8,8 @@ the HTTPRoute weights behave on EKS.
 import socket
 from pathlib import Path
 
-TRACKS = ("stable", "baseline", "canary")
+from image_contracts.tracks import TRACKS
+
 BACKEND = "image"
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from image_contracts.tracks import TRACKS
 
 from delivery import (
     haproxy,
@@ -101,7 +102,7 @@ class LocalEnvironment:
 
     def start_service(self, track: str, launch: Launch) -> TrackRun:
         """Start one track's process, record it at once, then wait until it is ready."""
-        if track not in haproxy.TRACKS:
+        if track not in TRACKS:
             raise TargetError(f"unknown track {track!r}")
         self.service_dir.mkdir(parents=True, exist_ok=True)
         self.service_dir.chmod(0o755)
@@ -238,7 +239,7 @@ class LocalEnvironment:
         for proc in (state.traffic, state.haproxy):
             if proc is not None:
                 procs.stop(proc)
-        for track in ("canary", "baseline", "stable"):
+        for track in reversed(TRACKS):  # canary first: stable serves until the end
             run = state.track(track)
             if run is not None:
                 procs.stop(run.proc)

@@ -6,6 +6,7 @@ Constructing one starts nothing: `up()` does, and only `deliver run` and `delive
 from pathlib import Path
 
 import testinfra
+from image_contracts.tracks import Track
 
 from delivery import postdeploy, procs, versions
 from delivery.config import LocalSettings
@@ -83,10 +84,10 @@ class LocalTarget:
         launch = self._pending.get(version.version)
         if launch is None:
             raise TargetError(f"version {version.version} was not resolved first")
-        self.env.start_pair(("baseline", stable.launch), ("canary", launch))
+        self.env.start_pair((Track.BASELINE, stable.launch), (Track.CANARY, launch))
         self.env.write_targets()
         rt = self.env.runtime
-        for track in ("baseline", "canary"):
+        for track in (Track.BASELINE, Track.CANARY):
             run = self.env.track(track)
             assert run is not None
             rt.point(track, run.proc.port)
@@ -111,23 +112,23 @@ class LocalTarget:
         rt = self.env.runtime
         # HAProxy weights are relative: stable + baseline + canary always sum to 100 here.
         for track, value in (
-            ("canary", weight),
-            ("baseline", weight),
-            ("stable", 100 - 2 * weight),
+            (Track.CANARY, weight),
+            (Track.BASELINE, weight),
+            (Track.STABLE, 100 - 2 * weight),
         ):
-            if self.env.track(track) is not None or track == "stable":
+            if self.env.track(track) is not None or track is Track.STABLE:
                 rt.set_weight(track, value)
         self.env.set_weight(weight)
 
     def _all_to_stable(self) -> None:
         rt = self.env.runtime
-        rt.set_weight("stable", 100)
-        for track in ("canary", "baseline"):
+        rt.set_weight(Track.STABLE, 100)
+        for track in (Track.CANARY, Track.BASELINE):
             rt.set_weight(track, 0)
         self.env.set_weight(0)
 
     def _remove_canary_and_baseline(self) -> None:
-        for track in ("canary", "baseline"):
+        for track in (Track.CANARY, Track.BASELINE):
             self.env.stop_track(track)
         self.env.write_targets()
 

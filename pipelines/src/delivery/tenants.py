@@ -13,7 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from image_contracts.tenants import TenantEntry, dump_document
+
 from delivery import privilege
+
+# Generous for the synthetic traffic: the judge, not the rate limiter, should see every request.
+REQUESTS_PER_SECOND = 1000
 
 
 @dataclass(frozen=True)
@@ -37,18 +42,19 @@ def keys(keys_file: Path, tenant_ids: Sequence[str]) -> tuple[tuple[TenantKey, .
 
 
 def render(tenant_keys: Sequence[TenantKey]) -> str:
-    """The service's tenants file: each tenant with its key's hash, unsigned reads allowed."""
-    lines: list[str] = []
-    for t in tenant_keys:
-        digest = hashlib.sha256(t.key.encode()).hexdigest()
-        lines += [
-            f"[tenants.{t.id}]",
-            f'api_key_sha256 = ["{digest}"]',
-            "allow_unsigned_reads = true",
-            "requests_per_second = 1000",
-            "",
+    """The service's tenants file (the contract's format): each tenant with its key's hash,
+    unsigned reads allowed."""
+    return dump_document(
+        [
+            TenantEntry(
+                id=t.id,
+                api_key_sha256=(hashlib.sha256(t.key.encode()).hexdigest(),),
+                allow_unsigned_reads=True,
+                requests_per_second=REQUESTS_PER_SECOND,
+            )
+            for t in tenant_keys
         ]
-    return "\n".join(lines)
+    )
 
 
 def ensure(
