@@ -1,4 +1,4 @@
-"""Tenant keys for the traffic generator and the service's tenants file, in the contract's format."""
+"""Tenant keys for the traffic generator; the tenants file in the contract's format."""
 
 import hashlib
 import json
