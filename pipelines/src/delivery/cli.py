@@ -478,8 +478,6 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    from delivery.flow import Stopped
-
     try:
         code: int = args.func(args)
     except lock.BusyError as exc:
@@ -488,9 +486,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, ConfigError) as exc:
         print(f"deliver: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except Stopped as exc:
-        print(f"deliver: {exc} before the canary started; nothing changed", file=sys.stderr)
-        return EXIT[Outcome.ABORTED]
     except (RuntimeError, OSError) as exc:  # the pipeline's own errors say what and where
         print(f"deliver: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
