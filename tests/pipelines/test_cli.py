@@ -140,7 +140,7 @@ def test_summary_and_chart_from_a_record(tmp_path: Path) -> None:
             return "| metric |\n|---|\n" if markdown else "plain"
 
     summary = tmp_path / "summary.md"
-    cli.write_summary(summary, rec, [FakeVerdict()])
+    cli.write_summary(summary, rec, [FakeVerdict()])  # type: ignore[list-item]
     text = summary.read_text()
     assert "**ABORTED**" in text
     assert "### Step 1: 10%" in text

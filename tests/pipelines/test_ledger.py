@@ -15,6 +15,7 @@ from delivery.ledger import (
     LedgerError,
     Outcome,
     PlannedStep,
+    Record,
     S3Ledger,
     Started,
     StepRecord,
@@ -124,7 +125,7 @@ def test_typed_records_round_trip_through_json() -> None:
         planned=(PlannedStep(10, 30.0), PlannedStep(50, 30.0)),
     )
     step = StepResult(0, 10, "a", "b", 30.0, 30.0, 1, {"outcome": "pass"}, "")
-    records = [
+    records: list[Record] = [
         Started("d", "t", "now", subject),
         StepRecord("d", "t", "now", "v2", step),
         Finished(

@@ -41,7 +41,11 @@ def test_concurrent_updates_lose_nothing(tmp_path: Path) -> None:
 
     def add(n: int) -> None:
         for i in range(10):
-            state.update(lambda s, n=n, i=i: replace(s, slots={**s.slots, f"{n}-{i}": i}))
+
+            def one_more(s: EnvState, key: str = f"{n}-{i}", port: int = i) -> EnvState:
+                return replace(s, slots={**s.slots, key: port})
+
+            state.update(one_more)
 
     threads = [threading.Thread(target=add, args=(n,)) for n in range(4)]
     for t in threads:
