@@ -221,8 +221,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     ctx = Context(args)
     printer = Printer()
     (target, local), ledger = ctx.targets(), ctx.ledger()
+    stopped = _stopped(local)
     holder = lock.held_by(ctx.lock_path)
-    if holder is None and not _stopped(local):
+    if holder is None and not stopped:
         from delivery.flow import converge  # imports the judge (scipy): only when needed
 
         try:
@@ -233,7 +234,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             holder = exc.pid or -1
     state = target.state()
     printer.say(f"env:     {ctx.cfg.env} ({ctx.cfg.target_kind})")
-    if _stopped(local):
+    if stopped:
         printer.say(f"local:   stopped (`deliver env up --env {ctx.cfg.env}` starts it)")
     printer.say(f"stable:  {state.stable_version or '-'}")
     printer.say(f"canary:  {state.canary_version or '-'} at {state.canary_weight}%")
@@ -246,7 +247,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if views:
         last = views[-1]
         printer.say(f"last:    {last.subject.version} {last.outcome or 'in progress'}")
-    if local is not None and not _stopped(local):
+    if local is not None and not stopped:
         env = local.env
         printer.say(f"gateway: {env.gateway_url()}   prometheus: {env.prometheus_url()}")
         counts = env.traffic_stats().get("counts", {})
