@@ -25,6 +25,7 @@ import hmac
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import httpx
@@ -373,23 +374,19 @@ def compare(result: ProbeResult, tolerance: Tolerance = DEFAULT_TOLERANCE) -> Co
     dist: Distance | None = None
     cp, bp = c.picture, b.picture
     if (cp is None) != (bp is None):
-        diffs.append(
-            "canary's body is "
-            + ("not " if cp is None else "")
-            + "a decodable image"
-            + ", baseline's is "
-            + ("not" if bp is None else "one")
-        )
+        which = "canary's" if cp is None else "baseline's"
+        diffs.append(f"only {which} body is not a decodable image")
     elif cp is not None and bp is not None:
-        for what, cv, bv in (
+        facts: tuple[tuple[str, object, object], ...] = (
             ("format", cp.format, bp.format),
             ("width", cp.width, bp.width),
             ("height", cp.height, bp.height),
             ("frames", cp.frames, bp.frames),
             ("alpha", cp.alpha, bp.alpha),
-        ):
-            if cv != bv:
-                diffs.append(f"{what} {cv} != {bv}")
+        )
+        for what, fact_c, fact_b in facts:
+            if fact_c != fact_b:
+                diffs.append(f"{what} {fact_c} != {fact_b}")
         dist = distance(cp, bp)
         if dist is not None and (dist.mean > tolerance.mean or dist.max > tolerance.max):
             diffs.append(
@@ -599,7 +596,7 @@ def run_probes(
     timeout: float = 15.0,
     specs: Sequence[ProbeSpec] | None = None,
 ) -> tuple[ProbeResult, ...]:
-    """Send every probe to baseline, then to canary, and keep both answers.
+    """Send every probe to canary and baseline, and keep both answers.
 
     `run_id` salts each track's corpus: use a fresh one per run (the ledger id and the step).
     Probes run one at a time, so they add little load and no cross-talk.
@@ -609,13 +606,20 @@ def run_probes(
         side: {img.name: img for img in images} for side, images in track_corpora(run_id).items()
     }
     earlier: dict[str, dict[str, Answer]] = {"canary": {}, "baseline": {}}
+    urls = {"canary": canary_url, "baseline": baseline_url}
     results: list[ProbeResult] = []
-    with httpx.Client(timeout=timeout) as client:
+    # The tracks are separate processes: each probe goes to both at once, the probes in order.
+    with httpx.Client(timeout=timeout) as client, ThreadPoolExecutor(2) as pool:
         for spec in chosen:
-            answers: dict[str, tuple[SentRequest, Answer]] = {}
-            for side, url in (("baseline", baseline_url), ("canary", canary_url)):
-                answers[side] = execute(client, url, tenant, corpora[side], spec, earlier[side])
-                earlier[side][spec.name] = answers[side][1]
+            futures = {
+                side: pool.submit(
+                    execute, client, urls[side], tenant, corpora[side], spec, earlier[side]
+                )
+                for side in ("canary", "baseline")
+            }
+            answers = {side: future.result() for side, future in futures.items()}
+            for side, (_, answer) in answers.items():
+                earlier[side][spec.name] = answer
             results.append(ProbeResult(spec, *answers["canary"], *answers["baseline"]))
     return tuple(results)
 
