@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -44,6 +43,7 @@ from delivery.probes import (
     run_probes,
     signature,
 )
+from delivery.procs import free_port
 from image_contracts.tenants import TenantEntry, dump_document
 from image_service.options import canonical_query, parse_options, split_query
 from image_service.signing import sign as service_sign
@@ -54,13 +54,6 @@ from starlette.types import Receive, Scope, Send
 TENANT = "probe"
 API_KEY = "probe-key-for-tests"
 SECRET = b"probe-signing-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:

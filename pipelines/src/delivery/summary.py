@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from delivery.dora import human_duration
+
 MAX_LINES = 25
 WIDTH = 100
 MAX_STEPS_SHOWN = 8
@@ -127,22 +129,12 @@ def _clip(text: str, width: int = WIDTH) -> str:
     return flat if len(flat) <= width else flat[: width - 3] + "..."
 
 
-def _duration(seconds: float) -> str:
-    total = int(seconds)
-    if total < 60:
-        return f"{total} s"
-    minutes, secs = divmod(total, 60)
-    if minutes < 60:
-        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min"
-
-
 def _step_text(s: StepLine) -> str:
     score = "" if s.score is None else f" score {s.score:.0f}"
     verdict = s.outcome.upper() if s.outcome not in ("pass",) else s.outcome
     failing = f" ({', '.join(s.failing)})" if s.failing else ""
-    text = f"  step {s.step + 1}  {s.weight:>3}%  {verdict}{score}{failing}  {_duration(s.seconds)}"
+    took = human_duration(s.seconds)
+    text = f"  step {s.step + 1}  {s.weight:>3}%  {verdict}{score}{failing}  {took}"
     if s.note and s.outcome != "pass":
         text += f": {s.note}"
     return _clip(text)
