@@ -140,19 +140,32 @@ class Proxy:
         self.upstream = upstream
         self.rewrite = rewrite
         self.rewritten: list[str] = []
+        self.client: httpx.AsyncClient | None = None  # lives on the proxy's own event loop
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    self.client = httpx.AsyncClient(timeout=30)
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    if self.client is not None:
+                        await self.client.aclose()
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
         assert scope["type"] == "http"
+        assert self.client is not None
         request = Request(scope, receive)
         headers = [(k, v) for k, v in request.headers.items() if k.lower() != "host"]
-        async with httpx.AsyncClient(timeout=30) as client:
-            upstream = await client.request(
-                request.method,
-                self.upstream + request.url.path,
-                params=request.url.query or None,
-                headers=headers,
-                content=await request.body(),
-            )
+        upstream = await self.client.request(
+            request.method,
+            self.upstream
+            + request.url.path
+            + (f"?{request.url.query}" if request.url.query else ""),
+            headers=headers,
+            content=await request.body(),
+        )
         replaced = await self.rewrite(request, upstream)
         if replaced is None:
             passthrough = {
@@ -171,7 +184,13 @@ def proxy(upstream: str, rewrite: Rewrite) -> Iterator[tuple[str, Proxy]]:
     app = Proxy(upstream, rewrite)
     port = free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, lifespan="off", ws="none", log_level="warning"
+        app,
+        host="127.0.0.1",
+        port=port,
+        lifespan="on",
+        loop="asyncio",
+        ws="none",
+        log_level="warning",
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
