@@ -40,9 +40,11 @@ from delivery.probes import (
     noise_floor,
     picture_of,
     plan,
+    preflight,
     run_probes,
     signature,
 )
+from delivery.probes import main as probes_main
 from delivery.procs import free_port
 from image_contracts.tenants import TenantEntry, dump_document
 from image_service.options import canonical_query, parse_options, split_query
@@ -65,15 +67,25 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
     raise TimeoutError(f"{what} not within {timeout} s")
 
 
+OPEN_TENANT = "open"
+OPEN_KEY = "open-key-for-tests"
+
+
 def write_tenants(path: Path) -> Path:
-    entry = TenantEntry(
+    signed = TenantEntry(
         id=TENANT,
         api_key_sha256=(hashlib.sha256(API_KEY.encode()).hexdigest(),),
         signing_secrets=("env:PROBE_SIGNING_SECRET",),
         allow_unsigned_reads=False,
         requests_per_second=10_000,
     )
-    path.write_text(dump_document([entry]))
+    unsigned = TenantEntry(  # what the local environment's tenants look like
+        id=OPEN_TENANT,
+        api_key_sha256=(hashlib.sha256(OPEN_KEY.encode()).hexdigest(),),
+        allow_unsigned_reads=True,
+        requests_per_second=10_000,
+    )
+    path.write_text(dump_document([signed, unsigned]))
     return path
 
 
@@ -235,7 +247,7 @@ def _decode(data: bytes) -> pyvips.Image:
 
 # --- identical versions ------------------------------------------------------------------------
 def test_identical_versions_pass_and_cover_what_users_send(pair: Pair) -> None:
-    report = _run(pair.stable, pair.baseline)
+    report, tolerance = preflight(pair.stable, pair.baseline, PROBE_TENANT, run_id="preflight")
     assert report.passed, report.text()
     answers = [a for c in report.comparisons for a in (c.result.canary, c.result.baseline)]
     # Coverage read from what the services answered, not from the plan.
@@ -252,7 +264,35 @@ def test_identical_versions_pass_and_cover_what_users_send(pair: Pair) -> None:
     floor = noise_floor(c.result for c in report.comparisons)
     assert floor.mean < DEFAULT_TOLERANCE.mean
     assert floor.max < DEFAULT_TOLERANCE.max
-    assert calibrate(floor) == DEFAULT_TOLERANCE
+    assert calibrate(floor) == DEFAULT_TOLERANCE == tolerance
+
+
+def test_a_tenant_with_unsigned_reads_is_probed_unsigned(pair: Pair) -> None:
+    tenant = ProbeTenant(OPEN_TENANT, OPEN_KEY)
+    specs = [s for s in plan(tenant) if s.method == "POST" or s.image == "png"]
+    assert not any(s.name.startswith("signature") for s in plan(tenant))
+    results = run_probes(pair.stable, pair.baseline, tenant, run_id=uuid.uuid4().hex, specs=specs)
+    report = compare_all(results)
+    assert report.passed, report.text()
+    reads = [r for r in results if r.spec.method == "GET"]
+    assert reads
+    assert all(r.canary.status == 200 for r in reads)
+    assert not any("sig=" in r.canary_request.url for r in reads)
+
+
+def test_the_command_line_exits_1_and_says_why(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PROBE_KEY_FOR_TEST", API_KEY)
+    monkeypatch.setenv("PROBE_SECRET_FOR_TEST", SECRET.decode())
+    dead = f"http://127.0.0.1:{free_port()}"
+    argv = ["--canary", dead, "--baseline", pair.baseline, "--tenant", TENANT]
+    argv += ["--key-env", "PROBE_KEY_FOR_TEST", "--secret-env", "PROBE_SECRET_FOR_TEST"]
+    assert probes_main(argv) == 1
+    out = capsys.readouterr().out
+    assert "golden probes differ" in out
+    assert "canary gave no answer" in out
+    assert API_KEY not in out  # the key never reaches the output
 
 
 # --- bad canaries ------------------------------------------------------------------------------

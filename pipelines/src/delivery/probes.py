@@ -634,3 +634,47 @@ def probe_step(
 ) -> ProbeReport:
     """What the orchestrator calls before traffic shifts and at every step."""
     return compare_all(run_probes(canary_url, baseline_url, tenant, run_id=run_id), tolerance)
+
+
+def preflight(
+    stable_url: str, baseline_url: str, tenant: ProbeTenant, *, run_id: str
+) -> tuple[ProbeReport, Tolerance]:
+    """Stable against baseline (the same version twice), before the canary starts.
+
+    The report must pass: if two copies of one version already answer differently, the
+    environment is not fit to judge a canary. The tolerance is the pixel bound for this
+    delivery's steps, widened from the default by the measured noise floor."""
+    results = run_probes(stable_url, baseline_url, tenant, run_id=run_id)
+    tolerance = calibrate(noise_floor(results))
+    return compare_all(results, tolerance), tolerance
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m delivery.probes --canary URL --baseline URL --tenant ID`: probe by hand.
+
+    The API key and signing secret are read from environment variables (named by
+    --key-env/--secret-env), never from the command line. Exit 0 when every probe matches."""
+    import argparse
+    import os
+    import uuid
+
+    parser = argparse.ArgumentParser(description="golden probes: canary against baseline")
+    parser.add_argument("--canary", required=True, help="base URL, e.g. http://127.0.0.1:8081")
+    parser.add_argument("--baseline", required=True, help="base URL of the baseline")
+    parser.add_argument("--tenant", required=True)
+    parser.add_argument("--key-env", default="PROBE_API_KEY", help="variable holding the key")
+    parser.add_argument("--secret-env", default="", help="variable holding a signing secret")
+    parser.add_argument("--all", action="store_true", help="print every probe, not only failures")
+    args = parser.parse_args(argv)
+    key = os.environ.get(args.key_env, "")
+    if not key:
+        parser.error(f"set {args.key_env} to the tenant's API key")
+    secret = os.environ.get(args.secret_env, "") if args.secret_env else ""
+    tenant = ProbeTenant(args.tenant, key, secret.encode() or None, not secret)
+    report = probe_step(args.canary, args.baseline, tenant, run_id=uuid.uuid4().hex)
+    print("\n".join(c.explain() for c in report.comparisons) if args.all else report.text())
+    return 0 if report.passed else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
