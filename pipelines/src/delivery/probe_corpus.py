@@ -1,11 +1,14 @@
 """The golden probes' input images: a small corpus covering each upload format and the cases
 that break image services (EXIF orientation, CMYK, alpha, animation), generated, not stored.
 
-Every image is "salted": a 2x2 block in the bottom-right corner takes a colour derived from a
-salt, so each track and each run uploads different bytes (a different content address). Canary
-and baseline therefore never share a stored original or rendition, and every probe rendition is
-a cold render, even on a warm environment. The salt changes a few pixels of a downscale, far
-below the similarity bound the probes compare with.
+Every image is "salted" so that each track and each run uploads different bytes (a different
+content address): canary and baseline never share a stored original or rendition, and every
+probe rendition is a cold render, even on a warm environment.
+- JPEG, PNG, WebP and AVIF carry the salt in metadata (an EXIF description and an XMP packet),
+  which the service strips: the pixels are identical across tracks, so even a smart crop
+  (`attention`, `entropy`), which a few changed pixels can flip, must come out the same.
+- GIF has no metadata libvips writes, so a 2x2 corner block is darkened instead; the probe plan
+  asks no smart crop of a GIF.
 """
 
 from __future__ import annotations
@@ -60,9 +63,18 @@ def _pattern(width: int, height: int, shift: int = 0) -> pyvips.Image:
     return image.cast("uchar").copy(interpretation="srgb")
 
 
-def _salted(image: pyvips.Image, salt: str) -> pyvips.Image:
-    # Darken a 2x2 corner block by 8..39 levels per band: different bytes, even after lossy or
-    # palette encoding, yet under one level of mean change in a probe's thumbnail.
+def _tagged(image: pyvips.Image, salt: str) -> pyvips.Image:
+    """The same pixels, with the salt in metadata that every saver but GIF's writes."""
+    out: pyvips.Image = image.copy()
+    out.set_type(pyvips.GValue.gstr_type, "exif-ifd0-ImageDescription", f"probe {salt}")
+    packet = f'<x:xmpmeta xmlns:x="adobe:ns:meta/">probe {salt}</x:xmpmeta>'
+    out.set_type(pyvips.GValue.blob_type, "xmp-data", packet.encode())
+    return out
+
+
+def _darkened(image: pyvips.Image, salt: str) -> pyvips.Image:
+    # Darken a 2x2 corner block by 8..39 levels per band: different bytes even after palette
+    # quantisation, under one level of mean change in a probe's thumbnail.
     delta = [8 + v % 32 for v in hashlib.sha256(salt.encode()).digest()[: image.bands]]
     corner = image.crop(image.width - 2, image.height - 2, 2, 2)
     block = (corner - delta).cast("uchar").copy(interpretation=image.interpretation)
@@ -78,8 +90,10 @@ def _alpha(image: pyvips.Image) -> pyvips.Image:
     return out
 
 
-def _animation(salt: str, frames: int = FRAMES) -> pyvips.Image:
-    pages = [_salted(_pattern(WIDTH, HEIGHT, shift=i * 17), salt) for i in range(frames)]
+def _animation(salt: str, *, darken: bool, frames: int = FRAMES) -> pyvips.Image:
+    pages = [_pattern(WIDTH, HEIGHT, shift=i * 17) for i in range(frames)]
+    if darken:
+        pages = [_darkened(page, salt) for page in pages]
     strip = pyvips.Image.arrayjoin(pages, across=1).copy()
     strip.set_type(pyvips.GValue.gint_type, "page-height", HEIGHT)
     strip.set_type(pyvips.GValue.array_int_type, "delay", [100] * frames)
@@ -87,56 +101,60 @@ def _animation(salt: str, frames: int = FRAMES) -> pyvips.Image:
     return strip
 
 
+def _plain(salt: str) -> pyvips.Image:
+    return _tagged(_pattern(WIDTH, HEIGHT), salt)
+
+
 def _jpeg(salt: str) -> bytes:
-    return bytes(_salted(_pattern(WIDTH, HEIGHT), salt).jpegsave_buffer(Q=90))
+    return bytes(_plain(salt).jpegsave_buffer(Q=90, keep="all"))
 
 
 def _jpeg_exif6(salt: str) -> bytes:
     # Stored sideways (HEIGHT x WIDTH) with orientation 6: displayed upright as WIDTH x HEIGHT
     # only if the service applies the tag.
-    upright = _salted(_pattern(WIDTH, HEIGHT), salt)
-    stored = upright.rot270().copy()
+    stored = _tagged(_pattern(WIDTH, HEIGHT).rot270(), salt)
     stored.set_type(pyvips.GValue.gint_type, "orientation", 6)
-    return bytes(stored.jpegsave_buffer(Q=90))
+    return bytes(stored.jpegsave_buffer(Q=90, keep="all"))
 
 
 def _jpeg_cmyk(salt: str) -> bytes:
     # Without its (1 MB) profile: the service must still read it as CMYK, not as RGB.
-    cmyk = _salted(_pattern(WIDTH, HEIGHT), salt).icc_export(output_profile="cmyk").copy()
+    cmyk = _pattern(WIDTH, HEIGHT).icc_export(output_profile="cmyk").copy()
     cmyk.remove("icc-profile-data")
-    return bytes(cmyk.jpegsave_buffer(Q=90))
+    return bytes(_tagged(cmyk, salt).jpegsave_buffer(Q=90, keep="all"))
 
 
 def _png(salt: str) -> bytes:
-    return bytes(_salted(_pattern(WIDTH, HEIGHT), salt).pngsave_buffer())
+    return bytes(_plain(salt).pngsave_buffer(keep="all"))
 
 
 def _png_alpha(salt: str) -> bytes:
-    return bytes(_salted(_alpha(_pattern(WIDTH, HEIGHT)), salt).pngsave_buffer())
+    return bytes(_tagged(_alpha(_pattern(WIDTH, HEIGHT)), salt).pngsave_buffer(keep="all"))
 
 
 def _webp(salt: str) -> bytes:
-    return bytes(_salted(_pattern(WIDTH, HEIGHT), salt).webpsave_buffer(Q=90))
+    return bytes(_plain(salt).webpsave_buffer(Q=90, keep="all"))
 
 
 def _webp_alpha(salt: str) -> bytes:
-    return bytes(_salted(_alpha(_pattern(WIDTH, HEIGHT)), salt).webpsave_buffer(Q=90))
+    image = _tagged(_alpha(_pattern(WIDTH, HEIGHT)), salt)
+    return bytes(image.webpsave_buffer(Q=90, keep="all"))
 
 
 def _webp_animated(salt: str) -> bytes:
-    return bytes(_animation(salt).webpsave_buffer(Q=90))
+    return bytes(_tagged(_animation(salt, darken=False), salt).webpsave_buffer(Q=90, keep="all"))
 
 
 def _gif(salt: str) -> bytes:
-    return bytes(_salted(_pattern(WIDTH, HEIGHT), salt).gifsave_buffer())
+    return bytes(_darkened(_pattern(WIDTH, HEIGHT), salt).gifsave_buffer())
 
 
 def _gif_animated(salt: str) -> bytes:
-    return bytes(_animation(salt).gifsave_buffer())
+    return bytes(_animation(salt, darken=True).gifsave_buffer())
 
 
 def _avif(salt: str) -> bytes:
-    return bytes(_salted(_pattern(WIDTH, HEIGHT), salt).heifsave_buffer(Q=70, compression="av1"))
+    return bytes(_plain(salt).heifsave_buffer(Q=70, compression="av1", keep="all"))
 
 
 _BUILDERS: tuple[tuple[str, str, Callable[[str], bytes], str], ...] = (
