@@ -8,14 +8,17 @@ healthy tenant beside it must not.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 from delivery import procs, prometheus_local
@@ -212,5 +215,86 @@ def test_a_burning_tenant_pages_through_alertmanager(tmp_path: Path, synthetic_t
         tenants = {a.labels.get("tenant") for a in firing_alerts(url)}
         assert GOOD not in tenants
     finally:
+        for proc in reversed(started):
+            procs.stop(proc)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+def test_a_real_service_failing_half_its_requests_pages(tmp_path: Path) -> None:
+    """The same path with the real service's own metrics: names and labels must match the rules."""
+    prometheus = _tool("prometheus")
+    state = tmp_path / "state"
+    started: list[procs.Proc] = []
+    stop = threading.Event()
+    try:
+        port = procs.free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGE_SERVICE_")}
+        env |= {
+            "IMAGE_SERVICE_PORT": str(port),
+            "IMAGE_SERVICE_STORAGE": str(state / "store"),
+            "IMAGE_SERVICE_DEMO_KEY": "demo-key-for-alerting",
+            "IMAGE_SERVICE_TRACK": "canary",
+            "IMAGE_SERVICE_VERSION": "half-broken",
+            "IMAGE_SERVICE_FAULT_ERROR_RATE": "0.5",
+            "IMAGE_SERVICE_LOG_LEVEL": "warning",
+        }
+        service = procs.spawn(
+            "image-service",
+            [sys.executable, "-m", "image_service"],
+            port=port,
+            log=state / "service.log",
+            env=env,
+        )
+        started.append(service)
+        procs.wait_http(service, f"http://127.0.0.1:{port}/readyz", timeout=60)
+        answers: list[int] = []
+
+        def traffic() -> None:
+            with httpx.Client(timeout=5) as client:
+                while not stop.is_set():
+                    url = f"http://127.0.0.1:{port}/v1/demo/images/{'0' * 64}?w=10"
+                    answers.append(client.get(url).status_code)
+                    stop.wait(0.01)
+
+        thread = threading.Thread(target=traffic, daemon=True)
+        thread.start()
+        alertmanager = start_alertmanager(state / "alertmanager")
+        started.append(alertmanager)
+        targets = state / "targets.json"
+        prometheus_local.write_targets(targets, {"canary": port})
+        config = state / "prometheus.yml"
+        config.write_text(
+            with_alerting(
+                prometheus_local.render_config(
+                    targets_file=targets,
+                    scrape_interval=0.5,
+                    rule_files=[install_rules(state / "rules")],
+                ),
+                f"127.0.0.1:{alertmanager.port}",
+            )
+        )
+        prom_port = procs.free_port()
+        prom = procs.spawn(
+            "prometheus",
+            [
+                prometheus,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={state / 'prometheus-data'}",
+                f"--web.listen-address=127.0.0.1:{prom_port}",
+            ],
+            port=prom_port,
+            log=state / "prometheus.log",
+        )
+        started.append(prom)
+        procs.wait_http(prom, f"http://127.0.0.1:{prom_port}/-/ready", timeout=30)
+        am_url = f"http://127.0.0.1:{alertmanager.port}"
+        alert = wait_for_alert(am_url, ["ImageServiceAvailabilityBudgetBurnPage"], timeout=90)
+        # What the client saw: a large share of 500s, which is what the alert is about.
+        assert answers.count(500) > len(answers) / 4
+        assert alert.labels["tenant"] == "demo"
+        assert alert.receivers == ("page",)
+    finally:
+        stop.set()
         for proc in reversed(started):
             procs.stop(proc)
