@@ -19,10 +19,12 @@ Durations are printed in human units ("3 h 12 min"); the JSON keeps seconds.
 """
 
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
+
+from delivery.ledger import DeliveryView, Outcome
 
 MIN_WINDOW_DAYS = 7.0
 MIN_PROMOTIONS = 5
@@ -120,8 +122,8 @@ def human_duration(seconds: float) -> str:
     return f"{secs} s"
 
 
-def _ts(value: Any) -> float | None:
-    if not isinstance(value, str) or not value:
+def _ts(value: str) -> float | None:
+    if not value:
         return None
     try:
         parsed = datetime.fromisoformat(value)
@@ -132,43 +134,47 @@ def _ts(value: Any) -> float | None:
     return parsed.timestamp()
 
 
-def dora(deliveries: Sequence[Mapping[str, Any]]) -> Dora:
-    finished = [d for d in deliveries if d.get("outcome") in {"promoted", "aborted"}]
-    promoted = [d for d in finished if d["outcome"] == "promoted"]
-    aborted = [d for d in finished if d["outcome"] == "aborted"]
+def dora(deliveries: Sequence[DeliveryView]) -> Dora:
+    finished = [
+        d.finished
+        for d in deliveries
+        if d.finished is not None and d.outcome in {Outcome.PROMOTED, Outcome.ABORTED}
+    ]
+    promoted = [f for f in finished if f.outcome is Outcome.PROMOTED]
+    aborted = [f for f in finished if f.outcome is Outcome.ABORTED]
 
-    fixed: dict[str, Mapping[str, Any]] = {}  # version -> the promoted delivery that fixed it
-    for d in promoted:
-        target = d.get("fixes")
-        if isinstance(target, str) and target and target not in fixed:
-            fixed[target] = d
-    bad_promotions = [d for d in promoted if d.get("version") in fixed]
+    fixed: dict[str, str] = {}  # version -> when the promoted delivery that fixed it ended
+    for f in promoted:
+        target = f.subject.fixes
+        if target and target not in fixed:
+            fixed[target] = f.ended_at
+    bad_promotions = [f for f in promoted if f.subject.version in fixed]
 
-    starts = [(t, d) for d in finished if (t := _ts(d.get("started_at"))) is not None]
-    ends = [(t, d) for d in finished if (t := _ts(d.get("ended_at"))) is not None]
+    starts = [(t, f) for f in finished if (t := _ts(f.subject.started_at)) is not None]
+    ends = [(t, f) for f in finished if (t := _ts(f.ended_at)) is not None]
     window: float | None = None
     first: str | None = None
     last: str | None = None
     if starts and ends:
-        t0, d0 = min(starts, key=lambda p: p[0])
-        t1, d1 = max(ends, key=lambda p: p[0])
+        t0, f0 = min(starts, key=lambda p: p[0])
+        t1, f1 = max(ends, key=lambda p: p[0])
         window = max(0.0, t1 - t0)
-        first, last = str(d0["started_at"]), str(d1["ended_at"])
+        first, last = f0.subject.started_at, f1.ended_at
     days = (window or 0.0) / 86400
     enough_window = days >= MIN_WINDOW_DAYS and len(promoted) >= MIN_PROMOTIONS
 
     leads: list[float] = []
-    for d in promoted:
-        end, commit = _ts(d.get("ended_at")), _ts(d.get("commit_time"))
+    for f in promoted:
+        end, commit = _ts(f.ended_at), _ts(f.subject.commit_time)
         if end is not None and commit is not None and commit <= end:
             leads.append(end - commit)
     restores: list[float] = []
-    for d in aborted:
-        start, end = _ts(d.get("started_at")), _ts(d.get("ended_at"))
+    for f in aborted:
+        start, end = _ts(f.subject.started_at), _ts(f.ended_at)
         if start is not None and end is not None:
             restores.append(end - start)
-    for d in bad_promotions:
-        broke, fix = _ts(d.get("ended_at")), _ts(fixed[str(d["version"])].get("ended_at"))
+    for f in bad_promotions:
+        broke, fix = _ts(f.ended_at), _ts(fixed[f.subject.version])
         if broke is not None and fix is not None:
             restores.append(fix - broke)
 
