@@ -137,7 +137,9 @@ def test_an_aborted_run_says_which_metric_and_why() -> None:
     assert lines[0].startswith("ABORTED: 4f3e2d1c0b9a")
     assert any("FAIL" in line and "(error_ratio)" in line and "10%" in line for line in lines)
     assert "why: the judge failed the canary at 10%" in text
-    assert "more reasons in the ledger" in text
+    why = [line for line in lines if line.startswith(("why:", "     "))]
+    assert why[-1].endswith("...")  # the long reason is cut, the ledger has it all
+    assert any(line.strip().startswith("- error_ratio (critical) [aggregate]") for line in lines)
     assert "check failed: golden probes: 3 of 141 differ" in text
 
 
@@ -251,3 +253,21 @@ def test_a_missing_tool() -> None:
 def test_anything_else_is_still_one_line() -> None:
     text = one_line(one_line_error(RuntimeError("first line\nsecond line\nthird")))
     assert text == "RuntimeError: first line"
+
+
+def test_every_delivery_of_a_real_ledger_fits_a_screen(repo_root: Path) -> None:
+    """The ledger fixture written by the pipeline's own record types (all outcomes)."""
+    import json
+
+    path = repo_root / "tests" / "pipelines" / "fixtures" / "ledger_v1.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    ids = list(dict.fromkeys(str(r["delivery_id"]) for r in records))
+    assert len(ids) >= 5
+    for did in ids:
+        finished_record = next(
+            r for r in records if r["delivery_id"] == did and r["kind"] == "finished"
+        )
+        lines = check_shape(render_run(records, did, files={"chart": "/tmp/c.png"}))
+        assert lines[0].startswith(finished_record["outcome"].upper() + ": ")
+        assert f"ledger id: {did}" in lines[-2]
+        assert lines[-1] == "chart: /tmp/c.png"

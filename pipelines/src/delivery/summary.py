@@ -13,6 +13,7 @@ Both are pure: they read what they are given and return text.
 from __future__ import annotations
 
 import subprocess
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +23,8 @@ from delivery.dora import human_duration
 MAX_LINES = 25
 WIDTH = 100
 MAX_STEPS_SHOWN = 8
-MAX_REASONS = 4
+MAX_REASON_LINES = 3  # the run's reason, wrapped
+MAX_STEP_REASONS = 3  # a failing step's own reasons from the judge
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class StepLine:
     seconds: float
     failing: tuple[str, ...] = ()  # metric names that failed
     note: str = ""  # a metrics error, or the first reason when it failed
+    reasons: tuple[str, ...] = ()  # the judge's reasons when the step did not pass
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ def _step_line(raw: Mapping[str, Any]) -> StepLine:
         seconds=_num(raw.get("duration_seconds")) or 0.0,
         failing=failing,
         note=note,
+        reasons=tuple(reasons) if outcome != "pass" else (),
     )
 
 
@@ -129,6 +133,13 @@ def _clip(text: str, width: int = WIDTH) -> str:
     return flat if len(flat) <= width else flat[: width - 3] + "..."
 
 
+def _step_lines(s: StepLine) -> list[str]:
+    out = [_step_text(s)]
+    shown = [r for r in s.reasons if r != s.note][: MAX_STEP_REASONS - 1]
+    out += [_clip(f"      - {r}") for r in shown]
+    return out
+
+
 def _step_text(s: StepLine) -> str:
     score = "" if s.score is None else f" score {s.score:.0f}"
     verdict = s.outcome.upper() if s.outcome not in ("pass",) else s.outcome
@@ -140,9 +151,12 @@ def _step_text(s: StepLine) -> str:
     return _clip(text)
 
 
-def _reasons(reason: str) -> list[str]:
-    parts = [p.strip() for p in reason.split("; ") if p.strip()]
-    return parts or ([reason] if reason else [])
+def _wrapped(reason: str) -> list[str]:
+    lines = textwrap.wrap(" ".join(reason.split()), WIDTH - 5) or [""]
+    if len(lines) > MAX_REASON_LINES:
+        lines = lines[:MAX_REASON_LINES]
+        lines[-1] = _clip(lines[-1] + " ...", WIDTH - 5)
+    return lines
 
 
 def render(summary: RunSummary, max_lines: int = MAX_LINES) -> str:
@@ -152,13 +166,10 @@ def render(summary: RunSummary, max_lines: int = MAX_LINES) -> str:
     lines = [
         _clip(f"{s.outcome.upper()}: {s.version}{over} in {s.env or '?'}"),
     ]
-    reasons = _reasons(s.reason)
-    if reasons:
-        lines.append(_clip(f"why: {reasons[0]}"))
-        extra = reasons[1:MAX_REASONS]
-        lines += [_clip(f"     {r}") for r in extra]
-        if len(reasons) > MAX_REASONS:
-            lines.append(f"     ... {len(reasons) - MAX_REASONS} more reasons in the ledger")
+    if s.reason:
+        opening, *rest = _wrapped(s.reason)
+        lines.append(f"why: {opening}")
+        lines += [f"     {r}" for r in rest]
     if s.error and s.error not in s.reason:
         lines.append(_clip(f"error: {s.error}"))
     if s.steps:
@@ -167,11 +178,11 @@ def render(summary: RunSummary, max_lines: int = MAX_LINES) -> str:
         if len(steps) > MAX_STEPS_SHOWN:
             first, last = steps[: MAX_STEPS_SHOWN // 2], steps[-(MAX_STEPS_SHOWN // 2) :]
             hidden = len(steps) - len(first) - len(last)
-            lines += [_step_text(x) for x in first]
+            lines += [line for x in first for line in _step_lines(x)]
             lines.append(f"  ... {hidden} steps not shown")
-            lines += [_step_text(x) for x in last]
+            lines += [line for x in last for line in _step_lines(x)]
         else:
-            lines += [_step_text(x) for x in steps]
+            lines += [line for x in steps for line in _step_lines(x)]
     elif s.outcome in ("promoted", "aborted"):
         lines.append("steps: none judged")
     lines += [_clip(f"check failed: {c}") for c in s.failed_checks[:3]]
