@@ -21,7 +21,9 @@ from delivery.ancestry import (
     ancestry_from_git,
     check_forward,
     decide,
+    stable_commit,
 )
+from delivery.ledger import DeliveryView, Finished, Outcome, Subject
 
 
 def git(repo: Path, *args: str) -> str:
@@ -136,3 +138,22 @@ def test_versions_without_a_commit_are_not_checked() -> None:
     decision = decide(Ancestry(None, "abc", Relation.UNKNOWN, "no commit recorded for a version"))
     assert decision.allowed
     assert "not checked" in decision.reason
+
+
+def _view(version: str, commit: str, outcome: Outcome) -> DeliveryView:
+    subject = Subject(version, commit=commit)
+    done = Finished(f"d-{version}", "t", "", subject, "", outcome, "why")
+    return DeliveryView(f"d-{version}", "t", subject, (), done)
+
+
+def test_stable_commit_comes_from_its_promotion_in_the_ledger() -> None:
+    history = [
+        _view("v1", "c1", Outcome.PROMOTED),
+        _view("v2", "c2", Outcome.ABORTED),
+        _view("v3", "c3", Outcome.PROMOTED),
+    ]
+    assert stable_commit(history, "v3") == "c3"
+    assert stable_commit(history, "v1") == "c1"
+    assert stable_commit(history, "v2") is None  # never promoted: not stable by the ledger
+    assert stable_commit(history, "") is None
+    assert stable_commit([_view("w", "", Outcome.PROMOTED)], "w") is None

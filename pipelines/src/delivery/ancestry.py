@@ -12,13 +12,16 @@ Functional core: `decide()` over `Ancestry` facts. Shell: `ancestry_from_git()` 
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from delivery.ledger import DeliveryView, Outcome
+
 
 class Relation(StrEnum):
-    FIRST = "first"  # nothing is stable yet
+    FIRST = "first"  # no commit for stable: nothing stable yet, or it predates the ledger
     SAME = "same"  # the same commit (a rebuild or a reconfigured version)
     FORWARD = "forward"  # stable's commit is an ancestor of the candidate's
     BACKWARD = "backward"  # the candidate's commit is an ancestor of stable's
@@ -78,7 +81,11 @@ def decide(facts: Ancestry, override: Override | None = None) -> ForwardDecision
     c, s = _short(facts.candidate), _short(facts.stable)
     rel = facts.relation
     if rel is Relation.FIRST:
-        return ForwardDecision(True, rel, "nothing is stable yet")
+        return ForwardDecision(
+            True,
+            rel,
+            "no commit recorded for stable (nothing stable yet, or it predates the ledger)",
+        )
     if rel is Relation.SAME:
         return ForwardDecision(True, rel, f"same commit as stable ({c})")
     if rel is Relation.FORWARD:
@@ -99,6 +106,17 @@ def decide(facts: Ancestry, override: Override | None = None) -> ForwardDecision
         )
     fix = "deliver a commit that contains stable's, or give an override with a reason"
     return ForwardDecision(False, rel, f"{refusal} ({fix})")
+
+
+def stable_commit(history: Sequence[DeliveryView], stable_version: str) -> str | None:
+    """The commit stable runs, as the ledger recorded it when that version was promoted
+    (None when nothing is stable, or the ledger never promoted it with a commit)."""
+    if not stable_version:
+        return None
+    for view in reversed(history):
+        if view.outcome is Outcome.PROMOTED and view.subject.version == stable_version:
+            return view.subject.commit or None
+    return None
 
 
 # --- git -----------------------------------------------------------------------------------------
