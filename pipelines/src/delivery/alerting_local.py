@@ -21,6 +21,7 @@ Pure: `render_alertmanager_config()`, `with_alerting()`, `parse_alerts()`. Shell
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import time
@@ -64,18 +65,10 @@ class Routing:
     repeat_interval: str = "4h"
 
     def with_webhook(self, receiver: str, url: str) -> Routing:
-        chosen = tuple(Receiver(r.name, url) if r.name == receiver else r for r in self.receivers)
-        if chosen == self.receivers and receiver not in {r.name for r in self.receivers}:
+        if receiver not in {r.name for r in self.receivers}:
             raise ValueError(f"no receiver {receiver!r}")
-        return Routing(
-            self.default_receiver,
-            self.group_by,
-            self.routes,
-            chosen,
-            self.group_wait,
-            self.group_interval,
-            self.repeat_interval,
-        )
+        chosen = tuple(Receiver(r.name, url) if r.name == receiver else r for r in self.receivers)
+        return dataclasses.replace(self, receivers=chosen)
 
 
 ROUTING = Routing(
