@@ -9,6 +9,7 @@ from decoding what came back, never from the probe module's own constants.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import signal
 import subprocess
@@ -29,6 +30,7 @@ from delivery.probe_corpus import build_corpus, track_corpora
 from delivery.probes import (
     DEFAULT_TOLERANCE,
     Answer,
+    Picture,
     ProbeReport,
     ProbeResult,
     ProbeSpec,
@@ -37,6 +39,7 @@ from delivery.probes import (
     calibrate,
     compare,
     compare_all,
+    distance,
     noise_floor,
     picture_of,
     plan,
@@ -473,3 +476,17 @@ def test_metadata_salts_leave_the_pixels_alone() -> None:
         da, db = _decode(a.data), _decode(b.data)
         same = (da - db).abs().max() == 0
         assert same == (a.format != "gif"), a.name
+
+
+def test_distance_and_psnr_of_known_thumbnails() -> None:
+    def pic(values: bytes) -> Picture:
+        return Picture("png", 2, 2, 1, False, values, (2, 2))
+
+    same = distance(pic(bytes(4)), pic(bytes(4)))
+    assert same is not None
+    assert same.psnr == math.inf
+    one_off = distance(pic(bytes([0, 0, 0, 255])), pic(bytes(4)))
+    assert one_off is not None
+    assert (one_off.mean, one_off.max) == (255 / 4, 255.0)
+    assert one_off.psnr == pytest.approx(20 * math.log10(255 / math.sqrt(255**2 / 4)))
+    assert distance(pic(bytes(4)), Picture("png", 4, 1, 1, False, bytes(4), (4, 1))) is None

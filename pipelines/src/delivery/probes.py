@@ -298,10 +298,12 @@ class Distance:
 
     mean: float
     max: float
+    rmse: float = 0.0
 
     @property
     def psnr(self) -> float:
-        return math.inf if self.mean == 0 else 20 * math.log10(255 / self.mean)
+        """Peak signal-to-noise ratio of the thumbnails, in dB (inf when identical)."""
+        return math.inf if self.rmse == 0 else 20 * math.log10(255 / self.rmse)
 
 
 @dataclass(frozen=True)
@@ -320,7 +322,8 @@ def distance(a: Picture, b: Picture) -> Distance | None:
     if a.thumb_shape != b.thumb_shape or len(a.thumb) != len(b.thumb) or not a.thumb:
         return None
     diffs = [abs(x - y) for x, y in zip(a.thumb, b.thumb, strict=True)]
-    return Distance(sum(diffs) / len(diffs), float(max(diffs)))
+    rmse = math.sqrt(sum(d * d for d in diffs) / len(diffs))
+    return Distance(sum(diffs) / len(diffs), float(max(diffs)), rmse)
 
 
 @dataclass(frozen=True)
@@ -453,7 +456,9 @@ def noise_floor(results: Iterable[ProbeResult]) -> Distance:
             continue
         d = distance(r.canary.picture, r.baseline.picture)
         if d is not None:
-            worst = Distance(max(worst.mean, d.mean), max(worst.max, d.max))
+            worst = Distance(
+                max(worst.mean, d.mean), max(worst.max, d.max), max(worst.rmse, d.rmse)
+            )
     return worst
 
 
