@@ -46,7 +46,7 @@ class ServiceSpec:
     stable_replicas: int
     stable_max_replicas: int
     canary_replicas: int
-    hostname: str
+    hostname: pulumi.Input[str]
     gateway: GatewayRef
     prometheus_namespace: str
     role_arn: pulumi.Input[str] | None = None
@@ -414,14 +414,13 @@ class ServiceDeployment(pulumi.ComponentResource):
         namespace_resource: pulumi.Resource | None = None
         for manifest in manifests(spec):
             deps = [*depends_on] + ([namespace_resource] if namespace_resource else [])
-            resource_name = f"{name}-{manifest['kind'].lower()}-{manifest['metadata']['name']}"
-            resource = k8s_objects.create(
-                resource_name,
-                manifest,
-                pulumi.ResourceOptions(parent=self, provider=provider, depends_on=deps),
+            resource = k8s_objects.register(
+                name, manifest, parent=self, provider=provider, depends_on=deps
             )
             if manifest["kind"] == "Namespace":
                 namespace_resource = resource
             created.append(resource)
         self.resources = created
-        self.register_outputs({"namespace": spec.namespace, "url": f"https://{spec.hostname}"})
+        self.register_outputs(
+            {"namespace": spec.namespace, "url": pulumi.Output.concat("https://", spec.hostname)}
+        )

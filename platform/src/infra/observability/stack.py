@@ -15,7 +15,7 @@ import pulumi
 import yaml
 
 from infra import charts, helm, iam, k8s_objects
-from infra.cluster import Cluster, irsa_role
+from infra.cluster import ClusterAccess, irsa_role
 from infra.config import ObservabilityConfig
 from infra.k8s_objects import Manifest
 from infra.observability import dashboards, grafana_model, rules
@@ -37,7 +37,7 @@ class MonitoringInputs:
     environment: str
     region: str
     storage_class: str
-    vpc_cidr: str
+    vpc_cidr: pulumi.Input[str]
     runbook_base_url: str
     grafana_host: str
     gateway_name: str
@@ -272,7 +272,7 @@ class Monitoring(pulumi.ComponentResource):
         cfg: ObservabilityConfig,
         inp: MonitoringInputs,
         *,
-        cluster: Cluster,
+        cluster: ClusterAccess,
         bucket_name: pulumi.Input[str],
         bucket_arn: pulumi.Input[str],
         kms_key_arn: pulumi.Input[str],
@@ -302,11 +302,8 @@ class Monitoring(pulumi.ComponentResource):
         )
 
         def k8s(manifest: Manifest, deps: Sequence[pulumi.Resource]) -> pulumi.Resource:
-            resource_name = f"{name}-{manifest['kind'].lower()}-{manifest['metadata']['name']}"
-            return k8s_objects.create(
-                resource_name,
-                manifest,
-                pulumi.ResourceOptions(parent=self, provider=provider, depends_on=list(deps)),
+            return k8s_objects.register(
+                name, manifest, parent=self, provider=provider, depends_on=deps
             )
 
         ns_objects = namespace_manifests(inp)
