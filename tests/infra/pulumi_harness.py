@@ -44,6 +44,8 @@ class Recorded:
     inputs: dict[str, Any]
     provider: str
     custom: bool
+    # `type::name` of each resource this one waits for (depends_on and input dependencies).
+    dependencies: tuple[str, ...] = ()
 
     @property
     def is_kubernetes_object(self) -> bool:
@@ -103,14 +105,45 @@ def _bucket_name(args: mocks.MockResourceArgs) -> str:
     return str(args.inputs.get("bucket") or f"{args.name}-0a1b2c3")
 
 
+def _short(urn: str) -> str:
+    """`type::name` of a URN (urn:pulumi:stack::project::parent$type::name)."""
+    qualified, name = urn.split("::")[-2:]
+    return f"{qualified.split('$')[-1]}::{name}"
+
+
+class RecordingMonitor(mocks.MockMonitor):  # type: ignore[misc]
+    """The SDK's mock monitor, noting each registration's dependencies for the mocks."""
+
+    def __init__(self, recorder: RecordingMocks) -> None:
+        super().__init__(recorder)
+        self.recorder = recorder
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - the gRPC method's name
+        deps = {*request.dependencies}
+        for prop in request.propertyDependencies.values():
+            deps.update(prop.urns)
+        self.recorder.dependencies[(request.type, request.name)] = tuple(
+            sorted(_short(u) for u in deps)
+        )
+        return super().RegisterResource(request)
+
+
 class RecordingMocks(pulumi.runtime.Mocks):
     def __init__(self, references: Mapping[str, Mapping[str, Any]]) -> None:
         self.resources: list[Recorded] = []
         self.references = references
+        self.dependencies: dict[tuple[str, str], tuple[str, ...]] = {}
 
     def new_resource(self, args: mocks.MockResourceArgs) -> tuple[str | None, dict[Any, Any]]:
         self.resources.append(
-            Recorded(args.typ, args.name, dict(args.inputs), args.provider or "", bool(args.custom))
+            Recorded(
+                args.typ,
+                args.name,
+                dict(args.inputs),
+                args.provider or "",
+                bool(args.custom),
+                self.dependencies.get((args.typ, args.name), ()),
+            )
         )
         if args.typ in REMOTE_COMPONENTS:
             return f"{args.name}-id", _remote_outputs(args)
@@ -143,7 +176,11 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 "endpoint": f"https://{args.name.upper()}.gr7.{REGION}.eks.amazonaws.com",
                 "certificateAuthority": {"data": "Y2EtZGF0YQ=="},
                 "identities": [
-                    {"oidcs": [{"issuer": f"https://oidc.eks.{REGION}.amazonaws.com/id/MOCK"}]}
+                    {
+                        "oidcs": [
+                            {"issuer": f"https://oidc.eks.{REGION}.amazonaws.com/id/{args.name}"}
+                        ]
+                    }
                 ],
                 "vpcConfig": {
                     **args.inputs.get("vpcConfig", {}),
@@ -222,7 +259,13 @@ def evaluate(
     loop.set_default_executor(executor)
     asyncio.set_event_loop(loop)
     try:
-        pulumi.runtime.set_mocks(recorder, project=PROJECT, stack=stack, preview=False)
+        pulumi.runtime.set_mocks(
+            recorder,
+            project=PROJECT,
+            stack=stack,
+            preview=False,
+            monitor=RecordingMonitor(recorder),
+        )
         pulumi.runtime.set_all_config(dict(config))
         pulumi.runtime.test(run)()
     finally:
@@ -279,3 +322,16 @@ def manifest(resource: Recorded) -> dict[str, Any]:
         raise ValueError(f"{resource.type} {resource.name} is not a Kubernetes object")
     body = _ints(resource.inputs)
     return {k: v for k, v in body.items() if v is not None}
+
+
+def waits_for(resources: list[Recorded], resource: Recorded) -> set[str]:
+    """Every `type::name` a resource waits for, transitively (Pulumi creates those first)."""
+    index = {f"{r.type}::{r.name}": r for r in resources}
+    seen: set[str] = set()
+    todo = list(resource.dependencies)
+    while todo:
+        key = todo.pop()
+        if key not in seen:
+            seen.add(key)
+            todo += index[key].dependencies if key in index else []
+    return seen

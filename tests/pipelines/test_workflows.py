@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-WORKFLOWS = ["pull-request.yml", "deliver.yml"]
+WORKFLOWS = ["pull-request.yml", "deliver.yml", "bootstrap.yml"]
 SHA_PIN = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")
 
 
@@ -78,6 +78,8 @@ def test_deliveries_are_thin_serialised_per_env_and_prod_is_protected(repo_root:
         job = jobs[f"deliver-{env}"]
         assert job["environment"] == env
         assert job["concurrency"] == {"group": f"deliver-{env}", "cancel-in-progress": False}
+        # Private API endpoints: the environment's own runner, inside its VPC.
+        assert job["runs-on"] == ["self-hosted", "linux", f"{env}-vpc"]
         runs = [s["run"] for s in job["steps"] if "run" in s]
         # Only `deliver` calls: the platform change, then the version, one kind each.
         assert len(runs) == 2, runs
@@ -93,7 +95,21 @@ def test_pull_requests_test_then_preview_each_env_as_a_comment(repo_root: Path) 
     jobs = workflow["jobs"]
     assert [s["run"] for s in jobs["test"]["steps"] if "run" in s] == ["make test"]
     assert jobs["preview"]["needs"] == "test"
-    assert jobs["preview"]["strategy"]["matrix"]["env"] == ["dev", "staging", "prod"]
+    # GitHub-hosted runners reach AWS APIs, not private API servers: only the AWS-only layers.
+    stacks = jobs["preview"]["strategy"]["matrix"]["stack"]
+    assert stacks == ["account", "dev-environment", "staging-environment", "prod-environment"]
     pulumi = [s for s in jobs["preview"]["steps"] if "pulumi/actions" in s.get("uses", "")]
     assert pulumi[0]["with"]["command"] == "preview"
     assert pulumi[0]["with"]["comment-on-pr"] is True
+
+
+def test_bootstrap_runs_in_the_environment_and_never_beside_a_delivery(repo_root: Path) -> None:
+    workflow = load(repo_root, "bootstrap.yml")
+    assert list(workflow[True]) == ["workflow_dispatch"]
+    job = workflow["jobs"]["up"]
+    assert job["environment"] == "${{ inputs.environment }}"
+    assert job["concurrency"]["group"] == "deliver-${{ inputs.environment }}"
+    runs = "\n".join(s["run"] for s in job["steps"] if "run" in s)
+    # Inputs reach the shell through env, never pasted into the script (injection).
+    assert "${{" not in runs
+    assert runs.index('"$ENVIRONMENT-platform"') < runs.index('"$ENVIRONMENT-service"')

@@ -21,7 +21,7 @@ from infra.config import AccountConfig
 
 GITHUB_OIDC_URL = "https://token.actions.githubusercontent.com"
 # The repository variable (or GitHub-environment variable) each role's ARN goes into; the
-# workflows read exactly these names (tests/repo/test_github_oidc.py derives trust from them).
+# workflows read exactly these names (tests/infra/test_github_oidc.py derives trust from them).
 BUILD_VARIABLE = "AWS_BUILD_ROLE_ARN"
 DELIVER_VARIABLE = "AWS_DELIVER_ROLE_ARN"
 PREVIEW_VARIABLE = "AWS_PREVIEW_ROLE_ARN"
