@@ -280,3 +280,14 @@ def test_the_pulumi_entry_point_runs_the_program(
     refs = {name: e.exports for name, e in estate.items()}
     resources = evaluate("dev-environment", config, entry=run_entry, references=refs).resources
     assert any(r.type == "aws:eks/cluster:Cluster" for r in resources)
+
+
+def test_a_canary_starts_its_pods_before_it_gets_traffic(estate: dict[str, Evaluation]) -> None:
+    # The first canary step is `up` at weight 0: pods start with no traffic, and Pulumi waits
+    # for their rollout; the next `up` only moves weight.
+    resources = _service(estate, "prod", canaryVersion="abc1234", canaryWeight="0")
+    backends = [b["weight"] for b in _route(resources)["spec"]["rules"][0]["backendRefs"]]
+    assert backends == [100, 0, 0]
+    deployments = _deployments(resources)
+    assert deployments["image-service-canary"]["spec"]["replicas"] == 2
+    assert deployments["image-service-baseline"]["spec"]["replicas"] == 2

@@ -104,7 +104,10 @@ def _track_version(spec: ServiceSpec, track: str) -> str:
 def _replicas(spec: ServiceSpec, track: str) -> int | None:
     if track == "stable":
         return None  # owned by the HPA; setting it here would fight the autoscaler
-    return spec.canary_replicas if spec.canary_active else 0
+    # Canary and baseline run while a canary version is set, weight 0 included: the first step
+    # starts them with no traffic (Pulumi waits for their rollout), and only the next `up`
+    # shifts weight to pods that are already Ready. Likewise on the way out (ADR 077).
+    return spec.canary_replicas if spec.canary_version else 0
 
 
 def _container(spec: ServiceSpec, track: str) -> dict[str, Any]:
