@@ -363,3 +363,21 @@ def test_the_service_stack_holds_only_service_layer_resources(
             if t.startswith(("aws:ec2", "aws:eks", "aws:s3", "aws:kms", "kubernetes:helm"))
         }
         assert Layer.SERVICE is estate[f"{env}-service"].stack.layer
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_only_the_thanos_compactor_may_delete_blocks(estate: Estate, env: str) -> None:
+    # Thanos: the sidecar uploads, the store gateway reads; retention and compaction (the
+    # compactor) are the only deletes. A sidecar or store that can delete can lose history.
+    resources = estate[f"{env}-platform"].resources
+    thanos_bucket = estate[f"{env}-environment"].exports["thanosBucketArn"]
+    trusts = {
+        r.name: json.dumps(json.loads(r.inputs["assumeRolePolicy"]))
+        for r in _of(resources, "aws:iam/role:Role")
+    }
+    deleters = []
+    for policy in _of(resources, "aws:iam/rolePolicy:RolePolicy"):
+        if _allows(json.loads(policy.inputs["policy"]), "s3:DeleteObject", f"{thanos_bucket}/b"):
+            deleters.append(trusts[policy.name])
+    assert len(deleters) == 1
+    assert "system:serviceaccount:monitoring:thanos-compactor" in deleters[0]

@@ -107,23 +107,44 @@ def object_access(bucket_arn: str, prefixes: Sequence[str], kms_key_arn: str) ->
     )
 
 
-def bucket_access(bucket_arn: str, kms_key_arn: str) -> Document:
-    """Full object access to one bucket (Thanos owns its whole bucket), with only its key."""
+READ = ("s3:GetObject",)
+UPLOAD = ("s3:GetObject", "s3:PutObject")
+COMPACT = ("s3:GetObject", "s3:PutObject", "s3:DeleteObject")
+
+
+def bucket_access(bucket_arn: str, kms_key_arn: str, actions: Sequence[str] = READ) -> Document:
+    """Object access to one whole bucket (Thanos owns its bucket), with only its key. Writers
+    get the key's data-key action, readers only Decrypt."""
+    writes = any(a != "s3:GetObject" for a in actions)
     return document(
         [
             {
                 "Sid": "Objects",
                 "Effect": "Allow",
-                "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                "Action": list(actions),
                 "Resource": f"{bucket_arn}/*",
             },
             {"Sid": "List", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": bucket_arn},
             {
                 "Sid": "BucketKey",
                 "Effect": "Allow",
-                "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+                "Action": ["kms:Decrypt", "kms:GenerateDataKey"] if writes else ["kms:Decrypt"],
                 "Resource": kms_key_arn,
             },
+        ]
+    )
+
+
+def publish(topic_arns: Sequence[str]) -> Document:
+    """Publish to these SNS topics (Alertmanager's receivers)."""
+    return document(
+        [
+            {
+                "Sid": "Publish",
+                "Effect": "Allow",
+                "Action": "sns:Publish",
+                "Resource": list(topic_arns),
+            }
         ]
     )
 
