@@ -12,7 +12,7 @@ run() { printf '[test] %s\n' "$*"; "$@"; }
 
 run "${UV[@]}" run --locked ruff check .
 run "${UV[@]}" run --locked ruff format --check .
-run "${UV[@]}" run --locked mypy
+run scripts/typecheck.sh
 set +e
 # Random order (pytest-randomly prints "Using --randomly-seed=N"; rerun a failure with that
 # flag) and coverage of the three packages, printed as a table with the total.

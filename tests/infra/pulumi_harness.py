@@ -21,7 +21,8 @@ from typing import Any
 
 import pulumi
 import yaml
-from infra.layers import PROJECT, Layer, StackId, parse_stack
+from image_contracts.stacks import PROJECT
+from infra.layers import Layer, StackId, parse_stack
 from pulumi.runtime import mocks
 
 ACCOUNT_ID = "123456789012"
@@ -111,7 +112,7 @@ def _short(urn: str) -> str:
     return f"{qualified.split('$')[-1]}::{name}"
 
 
-class RecordingMonitor(mocks.MockMonitor):  # type: ignore[misc]
+class RecordingMonitor(mocks.MockMonitor):
     """The SDK's mock monitor, noting each registration's dependencies for the mocks."""
 
     def __init__(self, recorder: RecordingMocks) -> None:
@@ -125,7 +126,7 @@ class RecordingMonitor(mocks.MockMonitor):  # type: ignore[misc]
         self.recorder.dependencies[(request.type, request.name)] = tuple(
             sorted(_short(u) for u in deps)
         )
-        return super().RegisterResource(request)
+        return super().RegisterResource(request)  # type: ignore[no-untyped-call]
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
@@ -267,7 +268,7 @@ def evaluate(
             monitor=RecordingMonitor(recorder),
         )
         pulumi.runtime.set_all_config(dict(config))
-        pulumi.runtime.test(run)()
+        pulumi.runtime.test(run)()  # type: ignore[no-untyped-call]
     finally:
         asyncio.set_event_loop(None)
         loop.close()

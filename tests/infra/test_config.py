@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from image_contracts.stacks import PROJECT
 from infra import config
 from infra.config import LAYER_KEYS, ConfigError
-from infra.layers import PROJECT, Layer, StackId
+from infra.layers import Layer, StackId
 from pulumi_harness import ENVIRONMENTS, stack_config, stack_ids
 
 TENANTS = f"""
@@ -98,11 +99,11 @@ def test_weights_mirror_the_canary_on_the_baseline(
     [
         ({"canaryWeight": "51"}, "canaryWeight"),
         ({"canaryWeight": "ten"}, "canaryWeight must be an integer"),
-        ({"stableVersion": "latest"}, "immutable image tag"),
-        ({"canaryVersion": "main"}, "immutable image tag"),
+        ({"stableVersion": "latest"}, "moving name"),
+        ({"canaryVersion": "main"}, "moving name"),
         # A digest is no label value, and the service refuses it as IMAGE_SERVICE_VERSION.
-        ({"stableVersion": "sha256:" + "a" * 64}, "immutable image tag"),
-        ({"stableVersion": "a" * 64}, "immutable image tag"),
+        ({"stableVersion": "sha256:" + "a" * 64}, "digests are not versions"),
+        ({"stableVersion": "a" * 64}, "1-63 characters"),
         ({"kubernetesVersion": "1.24"}, "standard support"),
         ({"clusterAdminRoleArns": '["arn:aws:iam::1:user/me"]'}, "not an IAM role ARN"),
         ({"availabilityZones": "1"}, "availabilityZones"),
@@ -170,10 +171,14 @@ def test_tenants_give_ids_and_generated_secret_names() -> None:
         ("title = 'no tenants'", "at least one"),
         ('[tenants.Bad_Id]\napi_key_sha256 = ["x"]', "tenant id"),
         (
-            '[tenants.a]\nsigning_secrets = ["env:SECRET"]',
+            f'[tenants.a]\napi_key_sha256 = ["{"a" * 64}"]\nsigning_secrets = ["env:SECRET"]',
             "must be file:/etc/image-service/signing",
         ),
-        ('[tenants.a]\nsigning_secrets = ["file:/tmp/s"]', "must be file:"),
+        (
+            f'[tenants.a]\napi_key_sha256 = ["{"a" * 64}"]\nsigning_secrets = ["file:/tmp/s"]',
+            "must be file:",
+        ),
+        ('[tenants.a]\nsigning_secrets = ["file:/tmp/s"]', "api_key_sha256 must be a non-empty"),
     ],
 )
 def test_bad_tenants_are_refused(tenants: str, message: str) -> None:

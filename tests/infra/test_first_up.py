@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 import yaml
-from infra.layers import ORDER, PROJECT, Layer
+from image_contracts.stacks import PROJECT
+from infra.layers import ORDER, Layer
 from pulumi_harness import ACCOUNT_ID, ENVIRONMENTS, Evaluation, Recorded, stack_ids, waits_for
 
 Estate = dict[str, Evaluation]
@@ -148,7 +149,7 @@ def test_account_level_things_appear_in_exactly_one_stack(estate: Estate) -> Non
 # --- 5. Reaching the API server --------------------------------------------------------------
 
 DOCUMENTATION_RANGES = [
-    ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")
+    ipaddress.IPv4Network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")
 ]  # RFC 5737: never routed on the internet
 
 
@@ -160,7 +161,7 @@ def test_the_api_server_is_reachable_by_the_jobs_that_use_it(
     (cluster,) = _of(resources, "aws:eks/cluster:Cluster")
     vpc = cluster.inputs["vpcConfig"]
     for cidr in vpc.get("publicAccessCidrs", []) if vpc.get("endpointPublicAccess") else []:
-        net = ipaddress.ip_network(cidr)
+        net = ipaddress.IPv4Network(cidr)
         assert not any(net.subnet_of(d) for d in DOCUMENTATION_RANGES), cidr
         assert not net.is_private, cidr
     if vpc.get("endpointPublicAccess"):
@@ -254,7 +255,8 @@ def _role_policy(estate: Estate, role: str) -> dict[str, Any]:
         for r in _of(estate["account"].resources, "aws:iam/rolePolicy:RolePolicy")
         if r.name == f"{PROJECT}-ci-{role}"
     ]
-    return json.loads(policy.inputs["policy"])
+    document: dict[str, Any] = json.loads(policy.inputs["policy"])
+    return document
 
 
 def _bucket_names(evaluation: Evaluation) -> set[str]:

@@ -106,8 +106,8 @@ def _longest_delivery_seconds(repo_root: Path, env: str, up_seconds: int) -> int
     policy = yaml.safe_load((repo_root / "environments" / f"delivery.{env}.yaml").read_text())
     canary = policy["canary"]
     steps = canary["steps"]
-    bakes = sum(s["bake_seconds"] for s in steps)
-    extensions = len(steps) * canary["max_extensions"] * canary["extension_seconds"]
+    bakes = sum(int(s["bake_seconds"]) for s in steps)
+    extensions = len(steps) * int(canary["max_extensions"]) * int(canary["extension_seconds"])
     return bakes + extensions + (len(steps) + 3) * up_seconds
 
 

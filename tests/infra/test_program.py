@@ -2,11 +2,13 @@
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+from image_contracts.stacks import PROJECT
 from infra.config import LAYER_KEYS
-from infra.layers import PROJECT, parse_stack
+from infra.layers import parse_stack
 from pulumi_harness import (
     ENVIRONMENTS,
     PUSHED_VERSION,
@@ -89,14 +91,14 @@ def test_versions_are_not_pinned_in_git(repo_root: Path) -> None:
         assert not keys & {f"{PROJECT}:{k}" for k in ("stableVersion", "canaryVersion")}, path
 
 
-def _route(resources: list[Recorded]) -> dict:
+def _route(resources: list[Recorded]) -> dict[str, Any]:
     routes = [
         manifest(r) for r in _of(resources, "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute")
     ]
     return next(r for r in routes if r["metadata"]["name"] == "image-service")
 
 
-def _deployments(resources: list[Recorded]) -> dict[str, dict]:
+def _deployments(resources: list[Recorded]) -> dict[str, dict[str, Any]]:
     return {
         manifest(r)["metadata"]["name"]: manifest(r)
         for r in _of(resources, "kubernetes:apps/v1:Deployment")

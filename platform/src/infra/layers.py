@@ -18,7 +18,8 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
-PROJECT = "image-platform"
+from image_contracts.stacks import PROJECT
+
 ACCOUNT_STACK = "account"
 
 

@@ -8,9 +8,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import pulumi
+from image_contracts.stacks import PROJECT
 
 from infra import config
-from infra.layers import PROJECT, Layer, StackId, parse_stack
+from infra.layers import Layer, StackId, parse_stack
 from infra.stacks import account, environment, platform, service
 
 

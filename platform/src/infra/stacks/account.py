@@ -6,12 +6,12 @@ from functools import partial
 
 import pulumi
 import pulumi_aws as aws
+from image_contracts.stacks import PROJECT
 
 from infra import iam
 from infra.buckets import AccountBuckets
 from infra.ci_identity import PREVIEW_VARIABLE, CiIdentity, role_specs
 from infra.config import AccountConfig, StorageConfig
-from infra.layers import PROJECT
 from infra.registry import Registry
 from infra.stacks.refs import Exports
 
