@@ -77,7 +77,8 @@ def test_stack_files_hold_only_their_layers_config(repo_root: Path) -> None:
         stack = parse_stack(path.name.removeprefix("Pulumi.").removesuffix(".yaml"))
         document = yaml.safe_load(path.read_text())
         # What `pulumi stack init --secrets-provider awskms://...` writes, besides config.
-        assert set(document) <= {"config", "secretsprovider", "encryptedkey"}, path.name
+        allowed_top = {"config", "secretsprovider", "encryptedkey", "encryptionsalt"}
+        assert set(document) <= allowed_top, path.name
         keys = set(stack_config(path))
         allowed = {f"{PROJECT}:{k}" for k in LAYER_KEYS[stack.layer]}
         assert keys - {"aws:region"} <= allowed, (path.name, keys - allowed)

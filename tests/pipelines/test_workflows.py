@@ -80,7 +80,8 @@ def test_deliveries_are_thin_serialised_per_env_and_prod_is_protected(repo_root:
         assert job["concurrency"] == {"group": f"deliver-{env}", "cancel-in-progress": False}
         # Private API endpoints: the environment's own runner, inside its VPC.
         assert job["runs-on"] == ["self-hosted", "linux", f"{env}-vpc"]
-        runs = [s["run"] for s in job["steps"] if "run" in s]
+        assert job["if"] == "vars.DELIVERIES_ENABLED == 'true'"  # on after the bootstrap
+        runs = [s["run"] for s in job["steps"] if "run" in s and "deliver" in s["run"]]
         # Only `deliver` calls: the platform change, then the version, one kind each.
         assert len(runs) == 2, runs
         assert runs[0].startswith(f"uv run --locked deliver run --env {env} --platform")

@@ -34,7 +34,10 @@ def user_data(repository: str, environment: str, region: str) -> str:
     labels = ",".join(runner_labels(environment))
     return f"""#!/bin/bash
 set -euo pipefail
-dnf install -y -q git jq tar gzip libicu
+dnf install -y -q git jq tar gzip libicu python3.11
+curl -fsSL -o /usr/local/bin/kubectl \
+  "https://dl.k8s.io/release/$(curl -fsSL https://dl.k8s.io/release/stable.txt)/bin/linux/amd64/kubectl"
+chmod 0755 /usr/local/bin/kubectl
 useradd --create-home runner
 cd /home/runner
 curl -fsSL -o runner.tgz https://github.com/actions/runner/releases/download/v{RUNNER_VERSION}/actions-runner-linux-x64-{RUNNER_VERSION}.tar.gz
