@@ -190,7 +190,7 @@ def test_the_api_server_is_reachable_by_the_jobs_that_use_it(
     for job in _jobs_of_environment(repo_root, env):
         wanted = job["runs-on"]
         wanted = [wanted] if isinstance(wanted, str) else wanted
-        wanted = [w.replace("${{ inputs.environment }}", env) for w in wanted]
+        wanted = [w.replace("${{ matrix.env }}", env) for w in wanted]
         assert set(wanted) <= labels, (env, wanted, labels)
     # ...and the stack that creates the runner needs no API server (no chicken and egg).
     assert not [r for r in resources if r.type.startswith("kubernetes:")]
@@ -208,7 +208,8 @@ def _jobs_of_environment(repo_root: Path, env: str) -> list[dict[str, Any]]:
     for workflow in _workflows(repo_root).values():
         for job in workflow["jobs"].values():
             environment = str(job.get("environment", ""))
-            if environment == env or (environment.startswith("${{") and "inputs" in environment):
+            matrix = job.get("strategy", {}).get("matrix", {})
+            if environment == env or (environment == "${{ matrix.env }}" and env in matrix["env"]):
                 jobs.append(job)
     return jobs
 

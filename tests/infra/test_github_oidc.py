@@ -23,22 +23,22 @@ def _workflows(repo_root: Path) -> dict[str, dict[Any, Any]]:
     }
 
 
-def _environments(workflow: dict[Any, Any], job: dict[str, Any]) -> list[str]:
-    """The GitHub environments a job can run in (an input expression: each of its options)."""
+def _environments(job: dict[str, Any]) -> list[str]:
+    """The GitHub environments a job can run in (a matrix expression: each of its values)."""
     env = job.get("environment")
     if env is None:
         return []
     env = env["name"] if isinstance(env, dict) else str(env)
-    match = re.fullmatch(r"\$\{\{\s*inputs\.(\w+)\s*\}\}", env)
+    match = re.fullmatch(r"\$\{\{\s*matrix\.(\w+)\s*\}\}", env)
     if match:
-        return list(workflow[True]["workflow_dispatch"]["inputs"][match[1]]["options"])
+        return [str(v) for v in job["strategy"]["matrix"][match[1]]]
     return [env]
 
 
 def _contexts(workflow: dict[Any, Any], job: dict[str, Any]) -> list[tuple[str, str]]:
     """(GitHub environment, subject context) pairs per GitHub's "Example subject claims": an
     environment wins; else a pull request; else the pushed branch's ref."""
-    envs = _environments(workflow, job)
+    envs = _environments(job)
     if envs:
         return [(e, f"environment:{e}") for e in envs]
     events = workflow[True]  # YAML 1.1 reads the key `on` as True

@@ -104,13 +104,15 @@ def test_pull_requests_test_then_preview_each_env_as_a_comment(repo_root: Path) 
     assert pulumi[0]["with"]["comment-on-pr"] is True
 
 
-def test_bootstrap_runs_in_the_environment_and_never_beside_a_delivery(repo_root: Path) -> None:
+def test_bootstrap_runs_in_each_environment_and_never_beside_a_delivery(repo_root: Path) -> None:
     workflow = load(repo_root, "bootstrap.yml")
-    assert list(workflow[True]) == ["workflow_dispatch"]
+    assert workflow[True] == {"workflow_dispatch": None}  # no inputs (checkov CKV_GHA_7)
     job = workflow["jobs"]["up"]
-    assert job["environment"] == "${{ inputs.environment }}"
-    assert job["concurrency"]["group"] == "deliver-${{ inputs.environment }}"
+    assert job["strategy"]["matrix"]["env"] == ["dev", "staging", "prod"]
+    assert job["environment"] == "${{ matrix.env }}"
+    assert job["concurrency"]["group"] == "deliver-${{ matrix.env }}"
     runs = "\n".join(s["run"] for s in job["steps"] if "run" in s)
-    # Inputs reach the shell through env, never pasted into the script (injection).
-    assert "${{" not in runs
+    assert "${{" not in runs  # values reach the shell through env
     assert runs.index('"$ENVIRONMENT-platform"') < runs.index('"$ENVIRONMENT-service"')
+    # Re-running it never moves a running service to another version outside a canary.
+    assert runs.index("stack output stableVersion") < runs.index("config set")
