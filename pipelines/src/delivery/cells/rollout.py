@@ -291,8 +291,8 @@ def apply(r: Rollout, event: Event) -> Rollout:
         return r
     s = r.state(event.cell)
     if isinstance(event, CellStarted):
-        if s.phase is CellPhase.CANARY:
-            return r
+        if s.started_at is not None:
+            return r  # a repeat: this cell's canary started already
         action = next_action(r, event.at)
         if action.kind is not ActionKind.START or event.cell not in action.cells:
             raise CellsError(
@@ -301,11 +301,11 @@ def apply(r: Rollout, event: Event) -> Rollout:
             )
         return _set(r, event.cell, phase=CellPhase.CANARY, started_at=event.at)
     if isinstance(event, CellStepPassed):
+        if 1 <= event.step <= s.step:
+            return r  # a repeat
         if s.phase is not CellPhase.CANARY:
             raise CellsError(f"rollout: {event.cell} is {s.phase}, not in canary")
         if event.step != s.step + 1:
-            if event.step <= s.step:
-                return r
             raise CellsError(f"rollout: {event.cell} passed step {event.step} after {s.step}")
         return _set(r, event.cell, step=event.step)
     if isinstance(event, CellPromoted):
