@@ -9,7 +9,8 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-TRACKS = ("stable", "baseline", "canary")
+from image_contracts.tracks import TRACKS
+
 BACKEND = "image"
 
 

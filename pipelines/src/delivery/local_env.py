@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from image_contracts.tracks import TRACKS
 
 from delivery import haproxy, procs, prometheus_local, versions
 from delivery.config import LocalSettings
@@ -32,7 +33,6 @@ from delivery.procs import Proc
 from delivery.target import TargetError
 from delivery.versions import Launch
 
-TRACKS = ("stable", "baseline", "canary")
 SLOTS = ("stable-a", "stable-b", "baseline", "canary")
 SYSTEM_PYTHONS = ("/usr/bin/python3.11", "/usr/bin/python3", "/usr/local/bin/python3")
 
@@ -422,7 +422,7 @@ class LocalEnvironment:
         for name in ("traffic", "haproxy"):
             if state.get(name):
                 procs.stop(Proc.from_json(state[name]))
-        for track in ("canary", "baseline", "stable"):
+        for track in reversed(TRACKS):  # canary first: stable serves until the end
             if state["tracks"].get(track):
                 procs.stop(TrackRun.from_json(state["tracks"][track]).proc)
         if state.get("prometheus"):

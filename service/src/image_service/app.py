@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import anyio
 import pyvips
+from image_contracts.tenants import is_tenant_id
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -44,7 +45,7 @@ from image_service.storage import (
     rendition_key,
     renditions_prefix,
 )
-from image_service.tenants import Tenant, bearer_key, is_tenant_id, key_matches
+from image_service.tenants import Tenant, bearer_key, key_matches
 from image_service.transform import RENDER_VERSION, ImageInfo, Rendered, probe, render, vips_version
 from image_service.workers import WorkerPool
 

@@ -8,10 +8,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from image_contracts.tracks import TRACKS
+from image_contracts.versions import version_error
+
 from image_service.errors import ConfigError
 
 PRODUCTION_NAMES = frozenset({"prod", "production"})
-TRACKS = frozenset({"stable", "baseline", "canary"})
 
 
 @dataclass(frozen=True)
@@ -102,8 +104,9 @@ def settings_from_env(env: Mapping[str, str], cpu_count: int | None = None) -> S
     if track not in TRACKS:
         raise ConfigError(f"IMAGE_SERVICE_TRACK={track!r} must be one of {sorted(TRACKS)}")
     version = env.get("IMAGE_SERVICE_VERSION", "dev") or "dev"
-    if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", version):
-        raise ConfigError(f"IMAGE_SERVICE_VERSION={version!r} must match [A-Za-z0-9._-]{{1,64}}")
+    version_problem = version_error(version)
+    if version_problem:
+        raise ConfigError(f"IMAGE_SERVICE_VERSION: {version_problem}")
     environment = env.get("IMAGE_SERVICE_ENVIRONMENT", "local") or "local"
     fault_tenant = env.get("IMAGE_SERVICE_FAULT_TENANT") or None
     faults = Faults(

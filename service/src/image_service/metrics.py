@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pyvips
+from image_contracts.metrics import LATENCY_BUCKETS, REQUEST_DURATION, REQUESTS
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
-
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 @functools.cache
@@ -50,13 +49,13 @@ class Metrics:
         tv = ["track", "version"]
         r = self.registry
         self.requests = Counter(
-            "image_service_http_requests",
+            REQUESTS.removesuffix("_total"),  # prometheus_client appends _total
             "HTTP requests by tenant, route template, method and status code.",
             [*tv, "tenant", "route", "method", "code"],
             registry=r,
         )
         self.request_duration = Histogram(
-            "image_service_http_request_duration_seconds",
+            REQUEST_DURATION,
             "HTTP request latency.",
             [*tv, "tenant", "route", "method"],
             buckets=LATENCY_BUCKETS,
