@@ -18,6 +18,7 @@ from delivery.cells.placement import (
     verify_copy,
 )
 from delivery.cells.schema import CellsError, load_cells, parse_cells
+from image_contracts.tenants import parse_text
 
 ENVS = ("local", "dev", "staging", "prod")
 
@@ -266,3 +267,16 @@ def test_sync_copies_writes_and_replays_deletes_made_during_the_copy() -> None:
     assert verify_copy(source, after) == ()
     assert after["o/9"] == "e9"  # nothing written to the new cell is lost
     assert verify_copy(source, target) == ("o/3", "o/4")
+
+
+def test_placement_reads_the_tenants_file_contract() -> None:
+    head = 'api_key_sha256 = ["' + "0" * 64 + '"]\nallow_unsigned_reads = true\n'
+    text = (
+        f'[tenants.t1]\n{head}cell = "a"\nrequests_per_second = 60\n'
+        f'[tenants.t2]\n{head}cell = "a"\n'
+        f"[tenants.t3]\n{head}"
+    )
+    entries = parse_text(text).values()
+    report = validate_placement(tenant_loads(entries, {"t2": 5.0}), CATALOG)
+    assert report.problems == ("tenant(s) in no cell (set `cell`): ['t3']",)
+    assert next(u for u in report.usage if u.cell == "a").rps == 65.0

@@ -14,7 +14,6 @@ file and key. Everything here is pure: `parse_cells(data, where)` over the loade
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -22,9 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-# A DNS label short enough to suffix stack names, hostnames and label values with it.
-CELL_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?")
+from image_contracts.tenants import CELL_NAME
 
 
 class CellsError(ValueError):
