@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from delivery.cells.experiment import CellCounts, check_alpha, judge_experiment
+from delivery.cells.experiment import CellCounts, cell_judge_policy, check_alpha, judge_experiment
 from delivery.cells.records import RolloutRecord
 from delivery.cells.rollout import (
     ActionKind,
@@ -277,3 +277,12 @@ def test_rollout_record_round_trips_through_json() -> None:
     assert record.stop.at == "2023-11-14T22:18:20+00:00"
     text = json.dumps(record.to_json())
     assert RolloutRecord.from_json(json.loads(text)) == record
+
+
+def test_each_cell_gets_its_share_of_the_false_fail_budget() -> None:
+    judge = {"confidence": 0.99, "min_requests": 500}
+    per_cell = cell_judge_policy(judge, 50)
+    assert per_cell == {"confidence": pytest.approx(0.9998), "min_requests": 500}
+    assert cell_judge_policy({}, 2)["confidence"] == pytest.approx(0.995)  # the judge's default
+    with pytest.raises(CellsError, match="at least one cell"):
+        cell_judge_policy(judge, 0)

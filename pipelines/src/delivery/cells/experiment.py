@@ -30,10 +30,12 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
+from typing import Any
 
 import numpy as np
 
 from delivery.cells.schema import CellsError, WavePlan
+from delivery.judge_policy import JudgePolicy
 from delivery.judge_stats import adjust_p_values
 
 
@@ -82,6 +84,15 @@ class ExperimentVerdict:
         ]
         parts += [f"{name}: insufficient data" for name in self.insufficient]
         return "; ".join(parts) or "no metrics"
+
+
+def cell_judge_policy(judge: Mapping[str, Any], cells: int) -> dict[str, Any]:
+    """ADR 134: the environment's `judge:` policy for one cell's canary in a rollout over
+    `cells` cells; the step's false-fail budget is split over the cells (Bonferroni)."""
+    if cells < 1:
+        raise CellsError(f"a rollout needs at least one cell, got {cells}")
+    confidence = JudgePolicy.from_mapping(judge).confidence
+    return {**judge, "confidence": 1.0 - (1.0 - confidence) / cells}
 
 
 def check_alpha(budget: float, plan: WavePlan) -> float:
