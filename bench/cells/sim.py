@@ -5,7 +5,7 @@
 For each wave plan and each kind of version it reports the share of tenants a bad version reached
 before the fleet stopped, the time to that stop, the false stops per rollout of a good version,
 and the time to roll out every cell. Seeded, numpy-vectorised over runs; the canary verdicts use
-the judge's own Fisher test (`judge_stats.fisher_exact`) and the between-waves check is the real
+the judge's Fisher test (as `judge_stats.fisher_exact`) and the between-waves check is the real
 `delivery.cells.experiment.judge_experiment`; the waves come from `delivery.cells.schema`.
 
 Model (docs/cells.md, "Simulation"):
@@ -15,7 +15,8 @@ Model (docs/cells.md, "Simulation"):
   are high risk, the next 40% medium, the rest low, so wave 0 is a small cell.
 - Canary in a cell: prod's steps (2, 10, 25, 50% for 600 s each), canary and baseline Poisson
   at the step's weight. The verdict's 5xx metric is Fisher's exact test on the cell aggregate
-  and on every tenant, Bonferroni over the scopes that can reach significance (Tarone, with the
+  and on every tenant (the pooled z test once a scope has over 200 events, where the two
+  agree), Bonferroni over the scopes that can reach significance (Tarone, with the
   smallest attainable p taken as 2^-events), at the metric's share of the step budget
   (1 - confidence) / 3, one look per step. The judge's other metrics are not simulated; they add
   their measured A/A false-fail rate (docs/judge.md: 0.45% a step at confidence 0.99, scaled
@@ -39,7 +40,7 @@ import numpy as np
 import numpy.typing as npt
 from delivery.cells.experiment import CellCounts, check_alpha, judge_experiment
 from delivery.cells.schema import Cell, Risk, WavePlan, WaveSpec, resolve_plan
-from delivery.judge_stats import fisher_exact
+from scipy import special, stats
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -56,6 +57,7 @@ MIN_REQUESTS = 500
 WAVE_BAKE = 1800.0
 EXPERIMENT_BUDGET = 0.01
 EXPERIMENT_TOLERANCE = 0.10
+EXACT_EVENTS = 200
 AA_STEP_RATE_AT_99 = 0.0045  # measured whole-verdict A/A false fails per step (docs/judge.md)
 
 
@@ -153,6 +155,26 @@ def effect(fleet: Fleet, scenario: Scenario, rng: np.random.Generator) -> FloatA
     return fleet.p5xx.copy()
 
 
+def greater_p(ec: FloatArray, nc: FloatArray, eb: FloatArray, nb: FloatArray) -> FloatArray:
+    """One-sided p that the canary's 5xx ratio is higher: the judge's Fisher exact test while
+    the events are few (where exactness matters), the pooled two-proportion z test above
+    EXACT_EVENTS events (where the two agree and Fisher's tail sums get slow)."""
+    p = np.ones_like(ec)
+    small = (ec + eb <= EXACT_EVENTS) & (nc > 0) & (nb > 0)
+    if small.any():
+        # Fisher's one-sided p as judge_stats.fisher_exact computes it, with the hypergeometric's
+        # symmetric parametrisation (draws = events, not requests): the same value, and scipy's
+        # tail sum then runs over at most EXACT_EVENTS terms instead of every canary request.
+        e, n = ec[small] + eb[small], nc[small] + nb[small]
+        p[small] = stats.hypergeom.sf(ec[small] - 1, n, nc[small], e)
+    big = ~small & (nc > 0) & (nb > 0)
+    pooled = (ec[big] + eb[big]) / (nc[big] + nb[big])
+    se = np.sqrt(pooled * (1 - pooled) * (1 / nc[big] + 1 / nb[big]))
+    z = (ec[big] / nc[big] - eb[big] / nb[big]) / np.where(se > 0, se, np.inf)
+    p[big] = special.ndtr(-z)
+    return p
+
+
 def canary_fail_step(
     fleet: Fleet, p_new: FloatArray, runs: int, confidence: float, rng: np.random.Generator
 ) -> IntArray:
@@ -171,7 +193,7 @@ def canary_fail_step(
         ec = rng.binomial(nc, p_bad)
         eb = rng.binomial(nb, p_old)
         agg = [np.add.reduceat(x, starts, axis=1).astype(np.float64) for x in (nc, ec, nb, eb)]
-        p_agg, _ = fisher_exact(agg[1], agg[0], agg[3], agg[2], "greater")
+        p_agg = greater_p(agg[1], agg[0], agg[3], agg[2])
         events = ec + eb
         m = 1 + np.add.reduceat((events >= 1).astype(np.int64), starts, axis=1)
         for _ in range(6):  # Tarone: scopes that can reach alpha / m
@@ -181,12 +203,8 @@ def canary_fail_step(
         failed = p_agg <= alpha / m
         candidates = np.nonzero(ec >= 3)
         if candidates[0].size:
-            p_t, _ = fisher_exact(
-                ec[candidates].astype(np.float64),
-                nc[candidates].astype(np.float64),
-                eb[candidates].astype(np.float64),
-                nb[candidates].astype(np.float64),
-                "greater",
+            p_t = greater_p(
+                *(x[candidates].astype(np.float64) for x in (ec, nc, eb, nb)),
             )
             cell_idx = cell_sorted[candidates[1]]
             sig = p_t <= alpha / m[candidates[0], cell_idx]
