@@ -125,8 +125,8 @@ def plans(fleet: Fleet) -> list[WavePlan]:
         ),
         "1 -> 10% -> 50% -> 100%": spec(
             WaveSpec(bake, count=1),
-            WaveSpec(bake, count=4),
-            WaveSpec(bake, count=20),
+            WaveSpec(bake, share=0.1),
+            WaveSpec(bake, share=0.5),
             WaveSpec(0, rest=True),
         ),
         "one box per tier -> rest": spec(

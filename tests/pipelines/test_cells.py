@@ -60,12 +60,13 @@ def test_counted_waves_take_cells_lowest_risk_first() -> None:
     catalog = parse_cells(doc(), "t")
     # low (a, d by name), then medium b, then high c
     assert [w.cells for w in catalog.plan().waves] == [("a",), ("d", "b", "c")]
+    # shares are cumulative: after the wave, that share of all cells runs the version
     shares = parse_cells(
         doc(
             waves=plans(
                 [
                     {"count": 1, "bake_seconds": 1},
-                    {"share": 0.5, "bake_seconds": 1},
+                    {"share": 0.75, "bake_seconds": 1},
                     {"rest": True, "bake_seconds": 0},
                 ]
             )
@@ -73,6 +74,20 @@ def test_counted_waves_take_cells_lowest_risk_first() -> None:
         "t",
     )
     assert [w.cells for w in shares.plan().waves] == [("a",), ("d", "b"), ("c",)]
+    small = parse_cells(
+        doc(
+            waves=plans(
+                [
+                    {"count": 1, "bake_seconds": 1},
+                    {"share": 0.1, "bake_seconds": 1},
+                    {"rest": True, "bake_seconds": 0},
+                ]
+            )
+        ),
+        "t",
+    )
+    # 10% of 4 cells is already reached by wave 0: the wave still takes one cell
+    assert [w.cells for w in small.plan().waves] == [("a",), ("d",), ("b", "c")]
 
 
 @pytest.mark.parametrize(

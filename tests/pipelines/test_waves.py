@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 from delivery.cells.experiment import CellCounts, cell_judge_policy, check_alpha, judge_experiment
-from delivery.cells.records import RolloutRecord
+from delivery.cells.records import RolloutRecord, dora_per_cell
 from delivery.cells.rollout import (
     ActionKind,
     CanaryRemoved,
@@ -286,3 +286,25 @@ def test_each_cell_gets_its_share_of_the_false_fail_budget() -> None:
     assert cell_judge_policy({}, 2)["confidence"] == pytest.approx(0.995)  # the judge's default
     with pytest.raises(CellsError, match="at least one cell"):
         cell_judge_policy(judge, 0)
+
+
+def test_dora_per_cell_counts_promotions_quarantines_and_own_failures() -> None:
+    clean = replay(fresh(), [*promote("a", 0, 50), ExperimentJudged(0, False, "ok", 150)])
+    for cell in ("b", "c"):
+        clean = replay(clean, promote(cell, 160, 200))
+    clean = apply(clean, ExperimentJudged(1, False, "ok", 400))
+    for cell in ("d", "e", "f"):
+        clean = replay(clean, promote(cell, 410, 500))
+    bad = replay(
+        start_rollout("v3", PLAN, {c: "v2" for c in CELLS}, 1000),
+        [*promote("a", 1000, 1050), ExperimentJudged(0, False, "ok", 1200)],
+    )
+    bad = replay(bad, [CellStarted("b", 1210), CellStarted("c", 1210), CellFailed("c", "x", 1300)])
+    figures = {
+        d.cell: d for d in dora_per_cell(RolloutRecord.from_rollout(r) for r in (clean, bad))
+    }
+    assert (figures["a"].deployments, figures["a"].failed) == (2, 1)  # v3 quarantined in a
+    assert (figures["c"].deployments, figures["c"].aborted_here, figures["c"].failed) == (1, 1, 1)
+    assert (figures["b"].deployments, figures["b"].failed) == (1, 0)  # aborted by the fleet stop
+    assert figures["c"].change_failure_rate == pytest.approx(0.5)
+    assert figures["f"].change_failure_rate == 0.0

@@ -8,7 +8,7 @@ record with a record per cell; DORA per cell reads `CellRecord.outcome` and its 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -189,3 +189,36 @@ class RolloutRecord:
             stop=None if not stop else StopRecord.from_json(stop),
             schema_version=int(raw.get("schema_version", SCHEMA_VERSION)),
         )
+
+
+@dataclass(frozen=True)
+class CellDora:
+    """Per cell, over a set of rollouts: how often it took a version, and how often a version
+    it ran or tried failed (aborted in its canary, or quarantined after promotion)."""
+
+    cell: str
+    deployments: int  # rollouts that promoted a version in this cell
+    failed: int  # of those, versions later quarantined; plus canaries aborted here
+    aborted_here: int  # canaries that failed in this very cell (the stop's cell)
+
+    @property
+    def change_failure_rate(self) -> float:
+        attempts = self.deployments + self.aborted_here
+        return self.failed / attempts if attempts else 0.0
+
+
+def dora_per_cell(records: Iterable[RolloutRecord]) -> tuple[CellDora, ...]:
+    """Figures per cell, in first-seen order; the environment's figures are their sum."""
+    counts: dict[str, list[int]] = {}
+    for record in records:
+        stop_cell = record.stop.cell if record.stop is not None else ""
+        for c in record.cells:
+            row = counts.setdefault(c.cell, [0, 0, 0])
+            if c.outcome in (CellPhase.PROMOTED, CellPhase.QUARANTINED):
+                row[0] += 1
+            if c.outcome is CellPhase.QUARANTINED:
+                row[1] += 1
+            if c.outcome is CellPhase.ABORTED and c.cell == stop_cell:
+                row[1] += 1
+                row[2] += 1
+    return tuple(CellDora(cell, d, f, a) for cell, (d, f, a) in counts.items())

@@ -3,8 +3,9 @@
 A cell is a complete copy of the service layer with a fixed maximum size: at most `max_tenants`
 tenants and `max_rps` requests per second. Its `risk` tier orders it in a rollout: low-risk cells
 go first, and wave 0 must be a single low-risk cell. A wave plan is an ordered list of waves, each
-a set of cells and a bake after it. Waves may name cells, or ask for the next `count` cells (or
-`share` of all cells, or the `rest`) in risk order, so a 50-cell plan stays short and reviewable
+a set of cells and a bake after it. Waves may name cells, or ask for the next `count` cells, or
+for enough cells that a `share` of all cells has the version after the wave (at least one), or
+the `rest`, in risk order, so a 50-cell plan stays short and reviewable
 after resolution (`resolve_plan` returns explicit cell lists).
 
 Parsing is strict: unknown keys, wrong types and impossible values are `CellsError`s naming the
@@ -75,7 +76,7 @@ class WaveSpec:
     bake_seconds: float
     cells: tuple[str, ...] = ()
     count: int = 0
-    share: float = 0.0
+    share: float = 0.0  # cumulative: the share of all cells on the version after this wave
     rest: bool = False
 
 
@@ -138,7 +139,9 @@ def resolve_plan(name: str, specs: Sequence[WaveSpec], cells: Sequence[Cell]) ->
         elif spec.cells:
             chosen = spec.cells
         else:
-            wanted = spec.count or max(1, math.ceil(spec.share * len(cells) - 1e-9))
+            placed = sum(len(w.cells) for w in waves)
+            reach = math.ceil(spec.share * len(cells) - 1e-9)  # cumulative: after this wave
+            wanted = spec.count or max(1, reach - placed)
             if wanted > len(remaining):
                 raise CellsError(
                     f"{where}: wave {i} asks for {wanted} cell(s), only {len(remaining)} left"
