@@ -74,6 +74,7 @@ def test_a_clean_rollout_goes_wave_by_wave_with_bakes_and_checks() -> None:
         r = replay(r, promote(cell, 320, 400))
     assert r.status == "complete"
     assert next_action(r, 401).kind is ActionKind.DONE
+    assert apply(r, Halted("too late", 402)) == r
     assert r.in_phase(CellPhase.PROMOTED) == CELLS
 
 

@@ -279,6 +279,8 @@ def apply(r: Rollout, event: Event) -> Rollout:
             return r  # already stopped: the first stop is the one on record
         raise CellsError(f"rollout of {r.version} is stopped; {type(event).__name__} refused")
     if isinstance(event, Halted):
+        if r.current_wave is None:
+            return r  # complete: nothing left to stop
         return _stop(r, StopKind.HALTED, None, event.reason, event.at)
     if isinstance(event, ExperimentJudged):
         if any(e.after_wave == event.after_wave for e in r.experiments):
