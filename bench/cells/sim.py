@@ -145,14 +145,16 @@ def plans(fleet: Fleet) -> list[WavePlan]:
     return [resolve_plan(name, list(waves), cells) for name, waves in shapes.items()]
 
 
-def effect(fleet: Fleet, scenario: Scenario, rng: np.random.Generator) -> FloatArray:
-    """Per tenant, the new version's 5xx probability."""
+def effect(fleet: Fleet, scenario: Scenario, runs: int, rng: np.random.Generator) -> FloatArray:
+    """Per run and tenant, the new version's 5xx probability; a feature defect hits a fresh
+    random set of tenants in every run."""
+    base = np.broadcast_to(fleet.p5xx, (runs, N_TENANTS))
     if scenario.kind == "global":
-        return np.minimum(1.0, fleet.p5xx * scenario.factor)
+        return np.minimum(1.0, base * scenario.factor)
     if scenario.kind == "feature":
-        hit = rng.random(N_TENANTS) < scenario.tenant_share
-        return np.minimum(1.0, fleet.p5xx + hit * scenario.added)
-    return fleet.p5xx.copy()
+        hit = rng.random((runs, N_TENANTS)) < scenario.tenant_share
+        return np.minimum(1.0, base + hit * scenario.added)
+    return base.copy()
 
 
 def greater_p(ec: FloatArray, nc: FloatArray, eb: FloatArray, nb: FloatArray) -> FloatArray:
@@ -184,7 +186,7 @@ def canary_fail_step(
     order = np.argsort(fleet.cell_of, kind="stable")
     cell_sorted = fleet.cell_of[order]
     starts = np.flatnonzero(np.r_[True, cell_sorted[1:] != cell_sorted[:-1]])
-    rps, p_old, p_bad = fleet.rps[order], fleet.p5xx[order], p_new[order]
+    rps, p_old, p_bad = fleet.rps[order], fleet.p5xx[order], p_new[:, order]
     first_fail = np.full((runs, N_CELLS), len(STEPS), dtype=np.int64)
     for s, (weight, bake) in enumerate(STEPS):
         lam = rps * weight * bake
@@ -216,8 +218,10 @@ def canary_fail_step(
 
 
 def cell_rates(fleet: Fleet, p: FloatArray) -> FloatArray:
-    bad = np.bincount(fleet.cell_of, weights=fleet.rps * p, minlength=N_CELLS)
-    return np.asarray(bad / fleet.cell_rps)
+    """Each cell's 5xx ratio (per run if p is per run): its tenants' rates, traffic-weighted."""
+    member = np.zeros((N_TENANTS, N_CELLS))
+    member[np.arange(N_TENANTS), fleet.cell_of] = 1.0
+    return np.asarray((p * fleet.rps) @ member / fleet.cell_rps)
 
 
 @dataclass
@@ -324,12 +328,12 @@ def main() -> int:
     ]
     for budget, confidence in (("per cell", 0.99), ("fleet", 1 - 0.01 / N_CELLS)):
         for scenario in SCENARIOS:
-            p_new = effect(fleet, scenario, rng)
+            p_new = effect(fleet, scenario, args.runs, rng)
             fail_step = canary_fail_step(fleet, p_new, args.runs, confidence, rng)
             rate_old, rate_new = cell_rates(fleet, fleet.p5xx), cell_rates(fleet, p_new)
             for plan in all_plans:
                 outcomes = [
-                    run_plan(plan, fleet, fail_step[r], rate_old, rate_new, rng)
+                    run_plan(plan, fleet, fail_step[r], rate_old, rate_new[r], rng)
                     for r in range(args.runs)
                 ]
                 stopped = np.array([o.stopped for o in outcomes])
