@@ -2,6 +2,7 @@
 experiment, version skew and the per-cell ledger records."""
 
 import json
+import random
 
 import numpy as np
 import pytest
@@ -28,6 +29,8 @@ from delivery.cells.rollout import (
 )
 from delivery.cells.schema import CellsError, Wave, WavePlan
 from delivery.cells.skew import CellVersions, render_skew, version_skew
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 PLAN = WavePlan(
     "doubling",
@@ -309,3 +312,70 @@ def test_dora_per_cell_counts_promotions_quarantines_and_own_failures() -> None:
     assert (figures["b"].deployments, figures["b"].failed) == (1, 0)  # aborted by the fleet stop
     assert figures["c"].change_failure_rate == pytest.approx(0.5)
     assert figures["f"].change_failure_rate == 0.0
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.randoms(use_true_random=False))
+def test_any_run_of_the_machine_keeps_the_wave_and_stop_rules(rnd: random.Random) -> None:
+    """Drive the machine as a deliverer would, with random outcomes: cells start only in wave
+    order after the bake and the check; nothing starts after a stop; replaying the recorded
+    events gives the same state; every run ends done."""
+    start = start_rollout("v2", PLAN, {**OLD, "e": rnd.choice(["v1", "v2"])}, 0.0)
+    r, now = start, 0.0
+    events: list[Event] = []
+    for _ in range(200):
+        action = next_action(r, now)
+        if action.kind is ActionKind.DONE:
+            break
+        now += 1.0
+        event: Event
+        if action.kind is ActionKind.BAKE:
+            assert action.until is not None
+            now = action.until
+            continue
+        if rnd.random() < 0.02 and r.stop is None:
+            event = Halted("operator", now)
+        elif action.kind is ActionKind.START:
+            event = CellStarted(rnd.choice(action.cells), now)
+        elif action.kind is ActionKind.JUDGE:
+            event = ExperimentJudged(action.wave or 0, rnd.random() < 0.1, "", now)
+        elif action.kind is ActionKind.REMOVE:
+            event = CanaryRemoved(action.cells[0], now)
+        else:  # WATCH
+            cell = rnd.choice(action.cells)
+            roll = rnd.random()
+            if roll < 0.05:
+                event = CellFailed(cell, "judge", now)
+            elif roll < 0.5 or r.state(cell).step == 4:
+                event = CellPromoted(cell, now)
+            else:
+                event = CellStepPassed(cell, r.state(cell).step + 1, now)
+        before = r
+        r = apply(r, event)
+        events.append(event)
+        if isinstance(event, CellStarted):
+            wave = r.state(event.cell).wave
+            earlier = [c for c in r.cells if c.wave < wave]
+            # every earlier wave finished, baked and judged
+            assert all(c.phase in (CellPhase.PROMOTED, CellPhase.SKIPPED) for c in earlier)
+            done = [c for c in earlier if c.finished_at is not None]
+            if done:
+                last = max(c.wave for c in done)
+                baked = max(c.finished_at or 0 for c in done if c.wave == last)
+                assert event.at >= baked + PLAN.waves[last].bake_seconds
+                assert any(e.after_wave == last and not e.worse for e in r.experiments)
+            assert before.stop is None
+        if before.stop is not None:
+            assert r.in_phase(CellPhase.CANARY, CellPhase.PENDING) == ()
+    assert next_action(r, now).kind is ActionKind.DONE
+    assert replay(start, events) == r
+    if r.stop is None:
+        assert set(r.in_phase(CellPhase.PROMOTED, CellPhase.SKIPPED)) == set(CELLS)
+        assert len(r.experiments) == len(PLAN.waves) - 1
+    else:
+        assert r.in_phase(CellPhase.PENDING, CellPhase.CANARY) == ()
+        assert all(c.removed for c in r.cells if c.phase is CellPhase.ABORTED)
+        if r.quarantined:
+            assert r.in_phase(CellPhase.PROMOTED) == ()
+        started = [c.started_at for c in r.cells if c.started_at is not None]
+        assert all(t <= r.stop.at for t in started)
