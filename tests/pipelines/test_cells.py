@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from delivery.cells.__main__ import main as cells_main
 from delivery.cells.placement import (
     LoadBasis,
     MoveStepKind,
@@ -295,3 +296,31 @@ def test_placement_reads_the_tenants_file_contract() -> None:
     report = validate_placement(tenant_loads(entries, {"t2": 5.0}), CATALOG)
     assert report.problems == ("tenant(s) in no cell (set `cell`): ['t3']",)
     assert next(u for u in report.usage if u.cell == "a").rps == 65.0
+
+
+def test_the_cells_command_checks_placement_and_plans_moves(
+    tmp_path: Path, repo_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    head = 'api_key_sha256 = ["' + "0" * 64 + '"]\nallow_unsigned_reads = true\n'
+    tenants = tmp_path / "tenants.toml"
+    tenants.write_text(
+        f'[tenants.acme]\n{head}cell = "cell-a"\n[tenants.globex]\n{head}cell = "cell-b"\n'
+    )
+    envs = ["--env", "local", "--environments", str(repo_root / "environments")]
+    assert cells_main(["plan", *envs]) == 0
+    assert "wave 0: cell-a" in capsys.readouterr().out
+    assert cells_main(["check", *envs, "--tenants", str(tenants)]) == 0
+    assert (
+        cells_main(["move", *envs, "--tenants", str(tenants), "--tenant", "acme", "--to", "cell-b"])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "move acme: cell-a -> cell-b" in out
+    assert "copy cells/cell-a/acme/ -> cells/cell-b/acme/" in out
+    tenants.write_text(tenants.read_text() + f'[tenants.initech]\n{head}cell = "nowhere"\n')
+    assert cells_main(["check", *envs, "--tenants", str(tenants)]) == 1
+    assert "unknown cell 'nowhere'" in capsys.readouterr().err
+    observed = tmp_path / "rates.json"
+    observed.write_text('{"acme": "fast"}')
+    assert cells_main(["check", *envs, "--tenants", str(tenants), "--observed", str(observed)]) == 1
+    assert "tenant -> req/s" in capsys.readouterr().err
