@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Cells and waves past one machine (issue 15): 50 cells, 2,000 tenants, Zipf traffic, several
 # wave plans. Regenerates the SIMULATION section of docs/cells.md. Seeded; numpy-vectorised;
-# one process. About 3 CPU-minutes at the default 200 runs.
+# one process. About 1 CPU-minute at the default 200 runs (3-6 minutes on a busy machine).
 #   bench/cells/run.sh             # the table in docs/cells.md
 #   RUNS=40 bench/cells/run.sh     # a quick look (do not commit its output)
 set -euo pipefail
