@@ -222,7 +222,7 @@ class Entry:
 
 
 def test_tenant_loads_read_entries_and_refuse_unknown_observations() -> None:
-    got = tenant_loads([Entry("t1", "a", 5.0), Entry("t2", None)], {"t1": 3.0})
+    got = tenant_loads((e for e in [Entry("t1", "a", 5.0), Entry("t2", None)]), {"t1": 3.0})
     assert got == (TenantLoad("t1", "a", 5.0, 3.0), TenantLoad("t2", None, None, None))
     with pytest.raises(CellsError, match=r"not in the tenants file: \['ghost'\]"):
         tenant_loads([Entry("t1", "a")], {"ghost": 1.0})

@@ -58,6 +58,7 @@ class TenantLike(Protocol):
 def tenant_loads(
     entries: Iterable[TenantLike], observed_rps: Mapping[str, float] | None = None
 ) -> tuple[TenantLoad, ...]:
+    entries = list(entries)  # read twice below: a generator must not come back empty
     observed = observed_rps or {}
     unknown = sorted(set(observed) - {e.id for e in entries})
     if unknown:
