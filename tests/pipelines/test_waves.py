@@ -379,3 +379,11 @@ def test_any_run_of_the_machine_keeps_the_wave_and_stop_rules(rnd: random.Random
             assert r.in_phase(CellPhase.PROMOTED) == ()
         started = [c.started_at for c in r.cells if c.started_at is not None]
         assert all(t <= r.stop.at for t in started)
+
+
+def test_experiment_copes_with_cells_where_every_request_failed() -> None:
+    new = [CellCounts("a", 100, 100, 100, 100)]
+    old = [CellCounts("b", 100, 100, 100, 100), CellCounts("c", 100, 1, 100, 1)]
+    verdict = judge_experiment(0, {"5xx": new}, {"5xx": old}, alpha=0.01)
+    assert not verdict.worse
+    assert np.isfinite(verdict.metrics[0].p)

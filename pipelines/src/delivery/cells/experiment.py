@@ -114,7 +114,7 @@ def _arrays(rows: Sequence[CellCounts], where: str) -> tuple[np.ndarray, np.ndar
     usable = (a[:, 0] > 0) & (a[:, 2] > 0)
     n0, e0, n1, e1 = (a[usable, i] + 0.5 for i in range(4))
     d = np.log(e1 / n1) - np.log(e0 / n0)
-    v = 1 / e1 - 1 / n1 + 1 / e0 - 1 / n0
+    v = np.maximum(1 / e1 - 1 / n1 + 1 / e0 - 1 / n0, 1e-9)  # all-bad cells: no zero variance
     return d, v
 
 
