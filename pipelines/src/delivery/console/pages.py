@@ -145,8 +145,7 @@ class ListPage:
     rows: tuple[Row, ...]
     total: int
     dora: DoraFigures
-    dora_chart: Markup
-    lead_chart: Markup
+    charts: tuple[tuple[str, Markup], ...]  # (caption, chart)
     running: bool
 
 
@@ -156,6 +155,22 @@ def delta_text(d: Delivery) -> str:
     verdict = "allowed" if d.delta.allowed else "refused"
     text = f"{verdict}: {d.delta.kind}, {d.delta.changes} change(s), risk {d.delta.risk:g}"
     return text + (f" (override: {'; '.join(d.overrides)})" if d.overrides else "")
+
+
+def short_reason(d: Delivery) -> str:
+    """Why it ended, in one line: for a judge's failure, what failed and for whom."""
+    failed = [look for look in d.looks if look.outcome == "fail"]
+    if d.outcome == "aborted" and failed:
+        look = failed[-1]
+        what = [
+            f"{metric_label(e.metric, e.unit)} "
+            + ("overall" if e.scope == AGGREGATE else f"for {e.scope}")
+            for e in look.evidence
+            if e.result == "fail"
+        ]
+        if what:
+            return f"the judge failed the canary at {look.weight}%: " + "; ".join(what)
+    return d.reason if len(d.reason) <= 160 else d.reason[:157] + "..."
 
 
 def list_page(
@@ -182,14 +197,16 @@ def list_page(
             duration=duration(d.duration_seconds) if not d.running else "running",
             trigger=d.trigger or "not recorded",
             delta=delta_text(d),
-            reason=d.reason,
+            reason=short_reason(d),
         )
         for d in shown
     )
     points = dora.over_time
     span = (points[0].at, points[-1].at) if points else (0.0, 1.0)
+    cfr_title = "Change-fail rate, rolling over the last 10 finished deliveries"
+    lead_title = "Lead time (median, commit to promoted), rolling over the last 10"
     cfr = svg.line_chart(
-        "Change-fail rate, rolling over the last 10 deliveries",
+        cfr_title,
         [
             svg.Line(
                 "change-fail rate",
@@ -203,7 +220,7 @@ def list_page(
         height=160,
     )
     lead = svg.line_chart(
-        "Lead time (median), rolling over the last 10 deliveries",
+        lead_title,
         [
             svg.Line(
                 "lead time",
@@ -226,8 +243,7 @@ def list_page(
         rows=rows,
         total=len(in_env),
         dora=dora,
-        dora_chart=cfr,
-        lead_chart=lead,
+        charts=((cfr_title, cfr), (lead_title, lead)),
         running=any(d.running for d in in_env),
     )
 
@@ -281,7 +297,8 @@ class DeliveryPage:
     weight_chart: Markup
     looks: tuple[Look, ...]
     failing: tuple[MetricPanel, ...]
-    passing: tuple[MetricPanel, ...]
+    overview: tuple[MetricPanel, ...]  # shown open: the aggregates, when nothing failed
+    others: tuple[MetricPanel, ...]  # folded away
     series_error: str
 
 
@@ -407,6 +424,8 @@ def _panel(
         x_range=(window.start, window.end),
         band=band,
         markers=markers,
+        width=960,
+        height=240,
     )
     lines = tuple(
         EvidenceLine(
@@ -465,7 +484,8 @@ def delivery_page(d: Delivery, window: WindowSeries, now: float) -> DeliveryPage
         weight_chart=_weights(d, now),
         looks=d.looks,
         failing=tuple(failing),
-        passing=tuple(passing),
+        overview=tuple(p for p in passing if not failing and p.scope == AGGREGATE),
+        others=tuple(p for p in passing if failing or p.scope != AGGREGATE),
         series_error=window.error,
     )
 

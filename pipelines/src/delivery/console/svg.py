@@ -63,6 +63,17 @@ def format_value(value: float, unit: str) -> str:
     return f"{value:.3g}"
 
 
+def nice_ceiling(value: float) -> float:
+    """The smallest 1, 2, 2.5 or 5 times a power of ten at or above `value` (> 0)."""
+    if value <= 0 or not math.isfinite(value):
+        return 1.0
+    power = 10.0 ** math.floor(math.log10(value))
+    for factor in (1.0, 2.0, 2.5, 5.0, 10.0):
+        if value <= factor * power * (1 + 1e-9):
+            return factor * power
+    return 10 * power
+
+
 def clock(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).strftime("%H:%M:%S")
 
@@ -99,9 +110,7 @@ def line_chart(
     ys = [y for _, pts in drawn for _, y in pts]
     if band is not None:
         ys += [y for _, y in band.upper]
-    top_value = y_max if y_max is not None else max([*ys, 0.0]) * 1.1
-    if top_value <= 0:
-        top_value = 1.0
+    top_value = y_max if y_max is not None else nice_ceiling(max([*ys, 0.0]) * 1.05)
 
     def sx(x: float) -> float:
         return left + (min(max(x, x0), x1) - x0) / (x1 - x0) * plot_w
@@ -142,11 +151,13 @@ def line_chart(
         )
     for marker in markers:
         x = sx(marker.at)
+        # Labels near the right edge sit left of their line, so they are never clipped.
+        anchor, dx = ("end", -4) if x > left + plot_w * 0.8 else ("start", 4)
         parts.append(
             f'<line class="marker {escape(marker.css)}" x1="{x:.1f}" x2="{x:.1f}" '
             f'y1="{top}" y2="{top + plot_h}"/>'
-            f'<text class="marker-label {escape(marker.css)}" x="{x + 3:.1f}" y="{top + 11}">'
-            f"{escape(marker.label)}</text>"
+            f'<text class="marker-label {escape(marker.css)}" x="{x + dx:.1f}" y="{top + 12}" '
+            f'text-anchor="{anchor}">{escape(marker.label)}</text>'
         )
     for ln, pts in drawn:
         name = escape(ln.name)
