@@ -157,6 +157,7 @@ def test_platform_dashboard_drawn_from_prometheus(stack: Stack, page: Any) -> No
     from playwright.sync_api import expect
 
     page.goto(f"{stack.console}/dashboards")
+    expect(page.get_by_role("heading", name="The platform's dashboards")).to_be_visible()
     page.get_by_role("link", name="Image service - golden signals per tenant").click()
     expect(page).to_have_url(f"{stack.console}/dashboards/image-service-golden")
     traffic = page.locator('article.panel[data-panel="Traffic (req/s)"]')

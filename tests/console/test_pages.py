@@ -1,6 +1,7 @@
 """The console's functional core: ledger records -> typed deliveries -> page models and words."""
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -223,3 +224,11 @@ def test_dashboard_json_keeps_only_the_grafana_slice_we_read(tmp_path: Path) -> 
     assert board.panels[0] == data.PanelSpec("P", "s", 24, (data.PanelTarget("up", "{{job}}"),))
     series = data.Series((("job", "api"),), ())
     assert data.legend("{{job}}", series) == "api"
+
+
+def test_docs_show_screenshots_that_exist() -> None:
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    shown = re.findall(r"\((img/console/[\w-]+\.png)\)", (docs / "console.md").read_text())
+    assert len(shown) == 4, shown
+    for name in shown:
+        assert (docs / name).stat().st_size > 10_000, name

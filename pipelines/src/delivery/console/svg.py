@@ -110,7 +110,13 @@ def line_chart(
     ys = [y for _, pts in drawn for _, y in pts]
     if band is not None:
         ys += [y for _, y in band.upper]
-    top_value = y_max if y_max is not None else nice_ceiling(max([*ys, 0.0]) * 1.05)
+    highest = max([*ys, 0.0])
+    if y_max is not None:
+        top_value = y_max
+    elif highest > 0:
+        top_value = nice_ceiling(highest * 1.05)
+    else:  # all zero: a small axis, so "0%" does not look like a flat line under 100%
+        top_value = 0.01 if unit in ("ratio", "percentunit") else 1.0
 
     def sx(x: float) -> float:
         return left + (min(max(x, x0), x1) - x0) / (x1 - x0) * plot_w
