@@ -1,6 +1,8 @@
 """The service deployment component is generic: any HTTP service gets the same three tracks,
 guard rails and weighted route. Pure manifests, no Pulumi engine needed."""
 
+from typing import Any
+
 import pytest
 from infra.service_deployment import GatewayRef, ServiceSpec, manifests
 
@@ -23,7 +25,7 @@ def spec(**overrides: object) -> ServiceSpec:
     return ServiceSpec(**(base | overrides))  # type: ignore[arg-type]
 
 
-def by_kind(objs: list[dict], kind: str) -> dict[str, dict]:
+def by_kind(objs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
     return {o["metadata"]["name"]: o for o in objs if o["kind"] == kind}
 
 

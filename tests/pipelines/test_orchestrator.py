@@ -11,7 +11,8 @@ from delivery.judge import JudgePolicy
 from delivery.ledger import SCHEMA_VERSION, FileLedger, deliveries
 from delivery.metrics import MetricsUnavailableError, Window
 from delivery.observation import Interval, StepObservation, TrackSeries
-from delivery.orchestrator import Delivery, Outcome, RunRequest
+from delivery.orchestrator import Delivery, RunRequest
+from delivery.outcome import Outcome
 from delivery.progress import Printer
 from delivery.target import Check, TargetState, VersionInfo
 
@@ -277,7 +278,7 @@ def test_sigterm_mid_bake_aborts_and_records_why(tmp_path: Path) -> None:
     target = FakeTarget()
     d, ledger, _ = delivery(tmp_path, target, healthy())
     clock = Clock()
-    sent = []
+    sent: list[bool] = []
 
     def sleep(seconds: float) -> None:  # `deliver abort` arrives during the first bake
         clock.sleep(seconds)

@@ -125,9 +125,10 @@ class App:
     root: Path
 
     def upload(self, data: bytes, tenant: str = "acme", key: str = ACME_KEY) -> httpx.Response:
-        return self.client.post(
+        response: httpx.Response = self.client.post(
             f"/v1/{tenant}/images", content=data, headers={"Authorization": f"Bearer {key}"}
         )
+        return response
 
     def stored_files(self) -> list[Path]:
         return sorted(p for p in self.root.rglob("*") if p.is_file())

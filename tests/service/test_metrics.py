@@ -33,7 +33,7 @@ def exercise(app: App, images: Images) -> str:
     app.service.metrics.storage_errors.labels(
         **app.service.metrics.base, backend="local", operation="put"
     ).inc(0)
-    return app.client.get("/metrics").text
+    return str(app.client.get("/metrics").text)
 
 
 def test_every_contract_series_has_its_labels(app: App, images: Images) -> None:
