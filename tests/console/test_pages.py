@@ -2,6 +2,7 @@
 
 import json
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -232,3 +233,40 @@ def test_docs_show_screenshots_that_exist() -> None:
     assert len(shown) == 4, shown
     for name in shown:
         assert (docs / name).stat().st_size > 10_000, name
+
+
+def test_every_page_renders_a_real_ledger_from_the_e2e_suite(tmp_path: Path) -> None:
+    """Real ledger lines (written by `deliver run` in the e2e suite): promoted with extensions,
+    aborted by 5xx, by latency, by one tenant, by a dead Prometheus, recovered after a kill,
+    and a refused redeploy."""
+    from delivery.console.app import create_app
+    from delivery.ledger import FileLedger
+    from starlette.exceptions import StarletteDeprecationWarning
+
+    with warnings.catch_warnings():
+        # Starlette 1.x prefers the httpx2 fork for its TestClient; httpx works the same here.
+        warnings.simplefilter("ignore", StarletteDeprecationWarning)
+        from starlette.testclient import TestClient
+
+    ledger = FileLedger(Path(__file__).with_name("fixtures") / "e2e-ledger.jsonl")
+    sources = data.Sources(ledger, None, (), 2.0)
+    with TestClient(create_app(sources, default_env="e2e")) as client:
+        listing = client.get("/env/e2e")
+        assert listing.status_code == 200
+        found = re.findall(r'href="/deliveries/([^"]+)"', listing.text)
+        assert len(found) == 12
+        pages_by_version = {}
+        for delivery_id in found:
+            page = client.get(f"/deliveries/{delivery_id}")
+            assert page.status_code == 200, delivery_id
+            version = re.search(r"<h1>([\w.-]+) ", page.text)
+            assert version is not None
+            pages_by_version[version.group(1)] = page.text
+    assert "5xx error ratio — tenant globex" in pages_by_version["bad-globex"]
+    assert "median latency — all tenants" in pages_by_version["slow"]
+    assert "metrics unavailable: Prometheus at" in pages_by_version["good-2"]
+    assert "the ledger&#39;s value at each judge look" in pages_by_version["good-1"]
+    good = pages_by_version["good-1"]
+    assert good.count(' data-step="') == 6  # steps with their extensions, one look each
+    assert "<td>2 (+2)</td>" in good  # step 2 after its second extension
+    assert "Promoted: good-1 is now stable." in good

@@ -278,7 +278,7 @@ class MetricPanel:
     metric: str
     scope: str
     title: str
-    result: str  # the worst result over the looks: fail > insufficient > missing > pass
+    result: str  # "fail" if any look failed, else the last look's result
     decision: str  # the words for the last look (or the failing one)
     lines: tuple[EvidenceLine, ...]
     chart: Markup
@@ -300,9 +300,6 @@ class DeliveryPage:
     overview: tuple[MetricPanel, ...]  # shown open: the aggregates, when nothing failed
     others: tuple[MetricPanel, ...]  # folded away
     series_error: str
-
-
-RANK = {"fail": 0, "insufficient": 1, "missing": 2, "pass": 3}
 
 
 def timeline(d: Delivery) -> tuple[Event, ...]:
@@ -379,8 +376,11 @@ def _panel(
     rows: Sequence[tuple[Look, Evidence]],
     window: WindowSeries,
 ) -> MetricPanel:
-    worst = min((e.result for _, e in rows), key=lambda r: RANK.get(r, 3))
-    shown = next((e for _, e in rows if e.result == worst), rows[-1][1])
+    # A failure at any look stands; otherwise the last look decides (an extension that gathered
+    # enough data turns an earlier "insufficient" into the step's real result).
+    failed = [e for _, e in rows if e.result == "fail"]
+    shown = failed[-1] if failed else rows[-1][1]
+    worst = shown.result
     unit = rows[-1][1].unit
     tol = rows[-1][1].tolerance
     canary = window.values.get((metric, scope, "canary"), ())
