@@ -1,5 +1,6 @@
 """The console's functional core: ledger records -> typed deliveries -> page models and words."""
 
+import dataclasses
 import json
 import re
 import warnings
@@ -270,3 +271,24 @@ def test_every_page_renders_a_real_ledger_from_the_e2e_suite(tmp_path: Path) -> 
     assert good.count(' data-step="') == 6  # steps with their extensions, one look each
     assert "<td>2 (+2)</td>" in good  # step 2 after its second extension
     assert "Promoted: good-1 is now stable." in good
+
+
+def test_local_env_console_finds_the_local_prometheus(tmp_path: Path) -> None:
+    """`deliver console --env local` reads the local environment's Prometheus from its state."""
+    from delivery.config import load
+    from delivery.console.command import _prometheus_url
+    from delivery.local_env import LocalEnvironment
+    from delivery.procs import Proc
+
+    repo = Path(__file__).resolve().parents[2]
+    cfg = load("local", repo / "environments")
+    assert cfg.local is not None
+    local = dataclasses.replace(cfg.local, state_dir=str(tmp_path / "state"))
+    cfg = dataclasses.replace(cfg, local=local)
+    args = parser().parse_args(["console"])
+    assert _prometheus_url(args, repo, cfg) == ""  # not up: no Prometheus, pages still work
+    with LocalEnvironment(repo, local, "local").locked() as state:
+        state["prometheus"] = Proc("prometheus", 1, 1, 39123, "log").to_json()
+    assert _prometheus_url(args, repo, cfg) == "http://127.0.0.1:39123"
+    explicit = parser().parse_args(["console", "--prometheus", "http://thanos:9090"])
+    assert _prometheus_url(explicit, repo, cfg) == "http://thanos:9090"
