@@ -72,6 +72,16 @@ def wait_until(what: str, check: Callable[[], bool], timeout: float = 30.0) -> N
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a process this kit started (by its own handle, never by name)."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 # --- the synthetic exporter -------------------------------------------------------------------
 def exposition(elapsed: float) -> str:
     """The service's metrics after `elapsed` seconds at constant rates. Pure."""
@@ -158,12 +168,7 @@ def prometheus(work: Path, exporter_port: int) -> Iterator[str]:
         wait_until("Prometheus ready", lambda: httpx.get(f"{url}/-/ready").status_code == 200)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         log.close()
 
 
@@ -224,12 +229,7 @@ def console(environments: Path, log: Path) -> Iterator[str]:
             )
             yield url
         finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)
 
 
 # --- ledger records in today's format (schema 1) -------------------------------------------------
@@ -293,7 +293,7 @@ def judged_step(
         "schema_version": SCHEMA_VERSION,
         "kind": "step",
         "delivery_id": b["delivery_id"],
-        "env": ENV,
+        "env": b["env"],
         "recorded_at": iso(end),
         "version": b["version"],
         "step": index,

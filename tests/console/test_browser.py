@@ -128,7 +128,8 @@ def test_follows_a_running_delivery_live(stack: Stack, page: Any) -> None:
     from playwright.sync_api import expect
 
     start, end = stack.window
-    live = kit.base(f"{kit.ENV}-20261129T113000-dddddd", "good-2", start - 1)
+    # Its own environment, so the list test's figures hold whichever test runs first.
+    live = {**kit.base("live-20261129T113000-dddddd", "good-2", start - 1), "env": "live"}
     kit.append(stack.ledger, kit.started(live, start - 1))
     page.goto(f"{stack.console}/deliveries/{live['delivery_id']}")
     expect(page.locator("#outcome")).to_have_text("running")
