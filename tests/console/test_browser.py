@@ -135,6 +135,7 @@ def test_follows_a_running_delivery_live(stack: Stack, page: Any) -> None:
     expect(page.locator("#outcome")).to_have_text("running")
     expect(page.locator(".live")).to_be_visible()
     expect(page.get_by_text("No judge look yet.")).to_be_visible()
+    expect(page.locator(".why .words")).to_have_text("Running: step 1 of 2 is baking at 10%.")
     page.evaluate("window.__sameDocument = true")
 
     step = kit.judged_step(
@@ -144,7 +145,8 @@ def test_follows_a_running_delivery_live(stack: Stack, page: Any) -> None:
     row = page.locator('table.looks tbody tr[data-step="1"]')
     expect(row).to_be_visible(timeout=WAIT_MS)
     expect(row.locator(".badge")).to_have_text("pass")
-    expect(page.locator(".why .words")).to_contain_text("Running: step 2 of 2")
+    expect(page.locator(".why .words")).to_have_text("Running: step 2 of 2 is baking at 50%.")
+    expect(page.locator("ol.timeline li.running")).to_contain_text("step 2: weight 50%")
     shoot(page, "running-delivery")
 
     kit.append(stack.ledger, kit.finished(live, [step], "promoted", "every step passed", end))

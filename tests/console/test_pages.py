@@ -292,3 +292,23 @@ def test_local_env_console_finds_the_local_prometheus(tmp_path: Path) -> None:
     assert _prometheus_url(args, repo, cfg) == "http://127.0.0.1:39123"
     explicit = parser().parse_args(["console", "--prometheus", "http://thanos:9090"])
     assert _prometheus_url(explicit, repo, cfg) == "http://thanos:9090"
+
+
+def test_a_running_delivery_names_the_step_baking_now() -> None:
+    started = {**records()[3], "planned": [{"weight": 10}, {"weight": 50}]}
+    step = {**records()[1], "delivery_id": "d2"}
+    words = [
+        pages.outcome_words(data.parse_deliveries(recs)[0])
+        for recs in (
+            [started],
+            [started, {**step, "verdict": {**step["verdict"], "outcome": "inconclusive"}}],
+            [started, {**step, "verdict": {**step["verdict"], "outcome": "pass"}}],
+            [started, {**step, "step": 1, "verdict": {"outcome": "pass"}}],
+        )
+    ]
+    assert words == [
+        "Running: step 1 of 2 is baking at 10%.",
+        "Running: step 1 of 2 is baking at 10%.",  # extended after an inconclusive look
+        "Running: step 2 of 2 is baking at 50%.",
+        "Running: the last step has been judged; promoting or aborting.",
+    ]

@@ -108,10 +108,29 @@ def decision_words(e: Evidence) -> str:
     )
 
 
+def baking(d: Delivery) -> tuple[int, int, float] | None:
+    """For a running delivery, the step baking now: (index, planned weight, since when). The
+    ledger records a step when its look ends, so this is read from the plan: the next step, or
+    the same one again after an inconclusive look (an extension)."""
+    if not d.running:
+        return None
+    if not d.looks:
+        index, since = 0, d.started_at or 0.0
+    else:
+        last = d.looks[-1]
+        index = last.step if last.outcome == "inconclusive" else last.step + 1
+        since = last.ended_at
+    if index >= len(d.planned):
+        return None
+    return index, d.planned[index].weight, since
+
+
 def outcome_words(d: Delivery) -> str:
     if d.running:
-        step = d.looks[-1].step + 2 if d.looks else 1
-        return f"Running: step {step} of {len(d.planned) or '?'} is baking."
+        now = baking(d)
+        if now is None:
+            return "Running: the last step has been judged; promoting or aborting."
+        return f"Running: step {now[0] + 1} of {len(d.planned)} is baking at {now[1]}%."
     return {
         "promoted": f"Promoted: {d.version} is now stable.",
         "aborted": f"Aborted: the canary was removed; {d.stable_version or 'stable'} kept serving.",
@@ -227,7 +246,7 @@ def list_page(
                 tuple(
                     (p.at, p.lead_time_seconds) for p in points if p.lead_time_seconds is not None
                 ),
-                "baseline",
+                "s0",
             )
         ],
         unit="s",
@@ -343,6 +362,17 @@ def timeline(d: Delivery) -> tuple[Event, ...]:
                 when(look.ended_at), f"judge: {look.outcome} (score {score})", detail, look.outcome
             )
         )
+    current = baking(d)
+    if current is not None:
+        index, weight, since = current
+        events.append(
+            Event(
+                when(since),
+                f"step {index + 1}: weight {weight}%",
+                "baking now (planned weight; the ledger records the step when its look ends)",
+                "running",
+            )
+        )
     if not d.running:
         events.append(Event(when(d.ended_at), d.outcome, d.reason, d.outcome))
     return tuple(events)
@@ -354,6 +384,9 @@ def _weights(d: Delivery, now: float) -> Markup:
         points.append((d.started_at, 0.0))
     for look in d.looks:
         points.append((look.started_at, float(look.weight)))
+    current = baking(d)
+    if current is not None:
+        points.append((current[2], float(current[1])))
     end = now if d.running else d.ended_at or (points[-1][0] if points else now)
     final = 100.0 if d.outcome == "promoted" else 0.0
     if not d.running and points:
