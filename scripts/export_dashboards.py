@@ -26,15 +26,17 @@ def rendered() -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only check; exit 1 when stale")
+    parser.add_argument("--artifact", type=Path, default=ARTIFACT, help=f"default {ARTIFACT}")
     args = parser.parse_args()
+    artifact: Path = args.artifact
     text = rendered()
     if args.check:
-        if not ARTIFACT.is_file() or ARTIFACT.read_text(encoding="utf-8") != text:
-            print(f"{ARTIFACT} is stale: run scripts/export_dashboards.py", file=sys.stderr)
+        if not artifact.is_file() or artifact.read_text(encoding="utf-8") != text:
+            print(f"{artifact} is stale: run scripts/export_dashboards.py", file=sys.stderr)
             return 1
         return 0
-    ARTIFACT.write_text(text, encoding="utf-8")
-    print(f"wrote {ARTIFACT}")
+    artifact.write_text(text, encoding="utf-8")
+    print(f"wrote {artifact}")
     return 0
 
 
