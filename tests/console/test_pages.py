@@ -81,15 +81,17 @@ def test_records_fold_into_typed_deliveries_newest_first() -> None:
     assert "sk-never-shown" not in repr(aborted)  # unknown fields are never copied out
 
 
+def evidence_of(evidence_row: dict[str, Any]) -> data.Evidence:
+    """One evidence row as the console reads it from a finished record."""
+    step = {**records()[1], "verdict": {"evidence": [evidence_row]}}
+    finished = {**records()[2], "steps": [step]}
+    (d,) = data.parse_deliveries([finished], {"error_ratio": 0.0})
+    (e,) = d.looks[0].evidence
+    return e
+
+
 def test_a_failed_row_reads_as_a_sentence() -> None:
-    (e,) = (
-        data.parse_deliveries(
-            [{**records()[2], "steps": [{**records()[1], "verdict": {"evidence": [row()]}}]}],
-            {"error_ratio": 0.0},
-        )[0]
-        .looks[0]
-        .evidence
-    )
+    e = evidence_of(row())
     words = pages.decision_words(e)
     assert words.startswith("Failed: 5xx error ratio for tenant globex is worse on the canary")
     assert "canary 30% vs baseline 0%" in words
@@ -111,8 +113,7 @@ def test_a_failed_row_reads_as_a_sentence() -> None:
     ],
 )
 def test_every_result_has_its_own_words(changes: dict[str, Any], expected: str) -> None:
-    e = data.delivery_from_view({"steps": [{"verdict": {"evidence": [row(**changes)]}}]}, {})
-    assert expected in pages.decision_words(e.looks[0].evidence[0])
+    assert expected in pages.decision_words(evidence_of(row(**changes)))
 
 
 def test_the_list_names_what_failed_and_filters() -> None:
@@ -148,9 +149,7 @@ def test_window_queries_use_the_contract_and_refuse_hostile_versions() -> None:
     assert 'track="baseline",version="v1"' in q["requests"]
     assert 'code=~"5.."' in q["errors"]
     assert REQUEST_DURATION_BUCKET in q["latency:0.5:tenant"]
-    hostile = data.delivery_from_view(
-        {"version": 'v2"} or vector(1) #', "stable_version": "v1"}, {}
-    )
+    (hostile,) = data.parse_deliveries([{**records()[0], "version": 'v2"} or vector(1) #'}])
     with pytest.raises(ValueError, match="refusing"):
         data.window_queries(hostile, specs, "2s")
 
@@ -287,15 +286,20 @@ def test_local_env_console_finds_the_local_prometheus(tmp_path: Path) -> None:
     cfg = dataclasses.replace(cfg, local=local)
     args = parser().parse_args(["console"])
     assert _prometheus_url(args, repo, cfg) == ""  # not up: no Prometheus, pages still work
-    with LocalEnvironment(repo, local, "local").locked() as state:
-        state["prometheus"] = Proc("prometheus", 1, 1, 39123, "log").to_json()
+    prometheus = Proc("prometheus", 1, 1, 39123, "log")
+    LocalEnvironment(repo, local, "local").state.update(
+        lambda state: dataclasses.replace(state, prometheus=prometheus)
+    )
     assert _prometheus_url(args, repo, cfg) == "http://127.0.0.1:39123"
     explicit = parser().parse_args(["console", "--prometheus", "http://thanos:9090"])
     assert _prometheus_url(explicit, repo, cfg) == "http://thanos:9090"
 
 
 def test_a_running_delivery_names_the_step_baking_now() -> None:
-    started = {**records()[3], "planned": [{"weight": 10}, {"weight": 50}]}
+    started = {
+        **records()[3],
+        "planned": [{"weight": 10, "bake_seconds": 6}, {"weight": 50, "bake_seconds": 6}],
+    }
     step = {**records()[1], "delivery_id": "d2"}
     words = [
         pages.outcome_words(data.parse_deliveries(recs)[0])

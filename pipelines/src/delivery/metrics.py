@@ -129,17 +129,6 @@ class PrometheusSource:
         result: list[Any] = body["data"]["result"]
         return result
 
-    def query(self, expr: str) -> list[Any]:
-        try:
-            resp = self.client.get(f"{self.base_url}/api/v1/query", params={"query": expr})
-            body = resp.json()
-        except (httpx.HTTPError, ValueError) as exc:
-            raise MetricsUnavailableError(f"Prometheus at {self.base_url}: {exc}") from exc
-        if body.get("status") != "success":
-            raise MetricsUnavailableError(f"query failed: {body.get('error', body)}")
-        result: list[Any] = body["data"]["result"]
-        return result
-
     def observe(self, window: Window) -> StepObservation:
         # The first point covers (start, start + I]; points are aligned to the step's start.
         first = window.start + window.interval

@@ -141,9 +141,9 @@ def create_app(
     def chart_png(request: Request) -> Response:
         from delivery import chart
 
-        record = sources.raw_finished(request.path_params["id"])
+        record = sources.finished_record(request.path_params["id"])
         if record is None:
-            raise HTTPException(404, "no such delivery")
+            raise HTTPException(404, "no such delivery, or it has not finished")
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "chart.png"
             chart.render(record, path)

@@ -38,11 +38,12 @@ def _prometheus_url(args: argparse.Namespace, repo: Path, cfg: object) -> str:
         return cfg.prometheus_url
     if cfg.target_kind == "local" and cfg.local is not None:
         from delivery.local_env import LocalEnvironment
+        from delivery.local_state import StateError
         from delivery.target import TargetError
 
         try:
             return LocalEnvironment(repo, cfg.local, cfg.env).prometheus_url()
-        except TargetError:
+        except (TargetError, StateError):
             return ""
     return ""
 

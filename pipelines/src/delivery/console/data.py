@@ -1,8 +1,8 @@
 """Everything the console reads: ledger records and Prometheus, turned into typed, frozen values.
 
-This is the only module of the console that knows the ledger's record format (today: schema 1,
-`started` / `step` / `finished` events folded by `delivery.ledger.deliveries`) and the only one
-that talks to Prometheus. When the ledger's typed records land, only this file changes.
+This is the only module of the console that knows the ledger's records (the typed `Started` /
+`StepRecord` / `Finished` of `delivery.ledger`, folded by `deliveries`) and the judge's verdict
+mapping inside them, and the only one that talks to Prometheus.
 
 Only named fields are copied out of a record: a field the console does not know (a secret written
 by mistake, say) can never reach a page.
@@ -23,7 +23,8 @@ import httpx
 from image_contracts.metrics import REQUEST_DURATION_BUCKET, REQUESTS
 
 from delivery import dora
-from delivery.ledger import Ledger, deliveries
+from delivery.ledger import DeliveryView, Finished, Ledger, Outcome, StepResult, deliveries
+from delivery.target import Check
 
 AGGREGATE = "aggregate"
 RUNNING = "running"
@@ -31,13 +32,6 @@ DASHBOARDS_JSON = Path(__file__).with_name("dashboards.json")
 
 
 # --- ledger values ----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Check:
-    name: str
-    passed: bool
-    detail: str
-
-
 @dataclass(frozen=True)
 class DeltaDecision:
     allowed: bool
@@ -196,20 +190,20 @@ def _evidence(row: Mapping[str, Any], tolerances: Mapping[str, float]) -> Eviden
     )
 
 
-def _look(step: Mapping[str, Any], tolerances: Mapping[str, float]) -> Look:
-    verdict = step.get("verdict") or {}
+def _look(step: StepResult, tolerances: Mapping[str, float]) -> Look:
+    verdict = step.verdict  # the judge's Verdict.to_json(): the ledger keeps it as a mapping
     metrics = tuple(
         (_str(m.get("name")), _str(m.get("status")), bool(m.get("critical")))
         for m in verdict.get("metrics") or []
         if isinstance(m, Mapping)
     )
     return Look(
-        step=_int(step.get("step")),
-        weight=_int(step.get("weight")),
-        started_at=ts(step.get("started_at")) or 0.0,
-        ended_at=ts(step.get("ended_at")) or 0.0,
-        bake_seconds=_num(step.get("bake_seconds")) or 0.0,
-        extensions=_int(step.get("extensions")),
+        step=step.step,
+        weight=step.weight,
+        started_at=ts(step.started_at) or 0.0,
+        ended_at=ts(step.ended_at) or 0.0,
+        bake_seconds=step.bake_seconds,
+        extensions=step.extensions,
         outcome=_str(verdict.get("outcome")) or "inconclusive",
         score=_num(verdict.get("score")),
         interim=bool(verdict.get("interim")),
@@ -220,7 +214,7 @@ def _look(step: Mapping[str, Any], tolerances: Mapping[str, float]) -> Look:
             if isinstance(row, Mapping)
         ),
         metric_status=metrics,
-        metrics_error=_str(step.get("metrics_error")),
+        metrics_error=step.metrics_error,
     )
 
 
@@ -240,46 +234,37 @@ def _delta(value: Any) -> DeltaDecision | None:
     )
 
 
-def delivery_from_view(view: Mapping[str, Any], tolerances: Mapping[str, float]) -> Delivery:
-    """One folded delivery (today's ledger format) as a typed value. Pure."""
-    steps = [s for s in view.get("steps") or [] if isinstance(s, Mapping) and "verdict" in s]
-    outcome = _str(view.get("outcome")) or RUNNING
+def delivery_from_view(view: DeliveryView, tolerances: Mapping[str, float]) -> Delivery:
+    """One folded delivery (the ledger's typed view) as the console's value. Pure."""
+    subject, finished = view.subject, view.finished
     return Delivery(
-        id=_str(view.get("delivery_id")),
-        env=_str(view.get("env")),
-        cell=_str(view.get("cell")),
-        version=_str(view.get("version")),
-        commit=_str(view.get("commit")),
-        commit_time=ts(view.get("commit_time")),
-        stable_version=_str(view.get("stable_version")),
-        change=_str(view.get("change")) or "service",
-        target=_str(view.get("target")),
-        trigger=_str(view.get("trigger")) or _str(view.get("actor")),
-        fixes=_str(view.get("fixes")),
-        started_at=ts(view.get("started_at")),
-        ended_at=ts(view.get("ended_at")),
-        outcome=outcome,
-        reason=_str(view.get("reason")),
-        delta=_delta(view.get("delta")),
-        overrides=tuple(_str(o) for o in view.get("overrides") or []),
-        planned=tuple(
-            PlannedStep(_int(p.get("weight")), _num(p.get("bake_seconds")) or 0.0)
-            for p in view.get("planned") or []
-            if isinstance(p, Mapping)
-        ),
-        checks=tuple(
-            Check(_str(c.get("name")), bool(c.get("passed")), _str(c.get("detail")))
-            for c in view.get("checks") or []
-            if isinstance(c, Mapping)
-        ),
-        looks=tuple(sorted((_look(s, tolerances) for s in steps), key=lambda k: k.started_at)),
+        id=view.delivery_id,
+        env=view.env,
+        cell="",  # records carry no cell yet
+        version=subject.version,
+        commit=subject.commit,
+        commit_time=ts(subject.commit_time),
+        stable_version=subject.stable_version,
+        change=subject.change.value,
+        target=subject.target,
+        trigger="",  # records carry no trigger yet
+        fixes=subject.fixes,
+        started_at=ts(subject.started_at),
+        ended_at=None if finished is None else ts(finished.ended_at),
+        outcome=RUNNING if finished is None else finished.outcome.value,
+        reason="" if finished is None else finished.reason,
+        delta=_delta(subject.delta),
+        overrides=subject.overrides,
+        planned=tuple(PlannedStep(p.weight, p.bake_seconds) for p in subject.planned),
+        checks=() if finished is None else finished.checks,
+        looks=tuple(sorted((_look(s, tolerances) for s in view.steps), key=lambda k: k.started_at)),
     )
 
 
 def parse_deliveries(
     records: Sequence[Mapping[str, Any]], tolerances: Mapping[str, float] | None = None
 ) -> tuple[Delivery, ...]:
-    """All deliveries in the records, newest first. Pure."""
+    """All deliveries in the stored records, newest first. Pure."""
     views = deliveries(records)
     parsed = [delivery_from_view(v, tolerances or {}) for v in views]
     return tuple(reversed(parsed))
@@ -309,16 +294,19 @@ def dora_figures(records: Sequence[Mapping[str, Any]], env: str, window: int = 1
     """DORA's figures for one environment, overall and rolling over time. Pure."""
     views = deliveries(records, env)
     total = dora.dora(views)
+
+    def ended(view: DeliveryView) -> float:
+        return (ts(view.finished.ended_at) if view.finished else None) or 0.0
+
     finished = sorted(
-        (v for v in views if v.get("outcome") in {"promoted", "aborted"}),
-        key=lambda v: ts(v.get("ended_at")) or 0.0,
+        (v for v in views if v.outcome in (Outcome.PROMOTED, Outcome.ABORTED)), key=ended
     )
     points = []
     for end in range(1, len(finished) + 1):
         figures = dora.dora(finished[max(0, end - window) : end])
         points.append(
             DoraPoint(
-                at=ts(finished[end - 1].get("ended_at")) or 0.0,
+                at=ended(finished[end - 1]),
                 change_fail_rate=figures.change_fail_rate,
                 lead_time_seconds=figures.lead_time_seconds,
                 deploys_per_day=figures.deploys_per_day,
@@ -619,9 +607,9 @@ class Sources:
     def deliveries(self) -> tuple[Delivery, ...]:
         return parse_deliveries(self.records(), {s.name: s.tolerance for s in self.specs})
 
-    def raw_finished(self, delivery_id: str) -> Mapping[str, Any] | None:
-        """The folded record as the ledger holds it (for the PNG chart, which reads it)."""
+    def finished_record(self, delivery_id: str) -> Finished | None:
+        """The ledger's own `finished` record (the PNG chart draws from it)."""
         for view in deliveries(self.records()):
-            if view.get("delivery_id") == delivery_id:
-                return view
+            if view.delivery_id == delivery_id:
+                return view.finished
         return None
