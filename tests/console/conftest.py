@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from delivery.ledger import Outcome, to_json
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -45,15 +46,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         pol = kit.policy(envs)
 
         # Five hours ago: good-1 promoted over v0 (verdicts from today's good-2 data: realistic
-        # evidence; Prometheus holds nothing that old, so its charts come from the ledger).
+        # evidence; Prometheus holds nothing that old, so its charts come from the ledger). Its
+        # finished line also holds a field no record type knows: a tenant key written by mistake.
         t = now - 5 * 3600
-        good = kit.base(
-            f"{kit.ENV}-20261129T060000-aaaaaa",
-            "good-1",
-            t,
-            stable="v0",
-            tenant_api_key=PLANTED_SECRET,
-        )
+        good = kit.delivery(f"{kit.ENV}-20261129T060000-aaaaaa", "good-1", t, stable="v0")
         kit.append(ledger, kit.started(good, t))
         steps = [
             kit.judged_step(
@@ -70,38 +66,32 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         ]
         for s in steps:
             kit.append(ledger, s)
-        kit.append(ledger, kit.finished(good, steps, "promoted", "every step passed", t + 20))
+        done = kit.finished(good, steps, Outcome.PROMOTED, "every step passed", t + 20)
+        kit.append(ledger, {**to_json(done), "tenant_api_key": PLANTED_SECRET})
 
         # Two hours ago: refused by the delta gate, before any traffic moved.
         t = now - 2 * 3600
-        refused = kit.base(f"{kit.ENV}-20261129T090000-bbbbbb", "wide-change", t)
-        refused["delta"] = {
+        why = "replace of protected aws:s3/bucket:Bucket (needs --allow)"
+        refusal = {
             "allowed": False,
             "changes": 9,
             "kind": "service",
             "overrides": [],
-            "reasons": ["replace of protected aws:s3/bucket:Bucket (needs --allow)"],
+            "reasons": [why],
             "risk": 14.0,
             "summary": {"replace": 1, "update": 8},
         }
-        kit.append(ledger, kit.finished(refused, [], "refused", refused["delta"]["reasons"][0], t))
+        refused = kit.delivery(f"{kit.ENV}-20261129T090000-bbbbbb", "wide-change", t, delta=refusal)
+        kit.append(ledger, kit.finished(refused, [], Outcome.REFUSED, why, t))
 
         # Just now: bad-globex, judged on its real window, aborted at its first step.
-        bad = kit.base(f"{kit.ENV}-20261129T110000-cccccc", "bad-globex", start - 1)
+        bad = kit.delivery(f"{kit.ENV}-20261129T110000-cccccc", "bad-globex", start - 1)
         kit.append(ledger, kit.started(bad, start - 1))
         step = kit.judged_step(bad, prom, pol, 0, 10, start, end)
-        assert step["verdict"]["outcome"] == "fail", step["verdict"]["reasons"]
+        assert step.result.verdict["outcome"] == "fail", step.result.verdict["reasons"]
         kit.append(ledger, step)
-        kit.append(ledger, kit.finished(bad, [step], "aborted", kit.failure_reason(step), end))
+        reason = kit.failure_reason(step)
+        kit.append(ledger, kit.finished(bad, [step], Outcome.ABORTED, reason, end))
 
         with kit.console(envs, work / "console.log") as url:
-            yield Stack(
-                prom,
-                url,
-                ledger,
-                envs,
-                bad["delivery_id"],
-                good["delivery_id"],
-                refused["delivery_id"],
-                (start, end),
-            )
+            yield Stack(prom, url, ledger, envs, bad.id, good.id, refused.id, (start, end))

@@ -1,16 +1,14 @@
 """Helpers for the console tests (imported by name: conftest puts this folder on sys.path).
 
 A synthetic exporter speaks the service's metric contract with a known fault (the canary
-`bad-globex` fails 30% of globex's requests), a real Prometheus scrapes it, and ledger records in
-today's format are written with verdicts from the real judge over that real data. Ledger-format
-knowledge in the tests lives here only: when the typed records land, `records_*` change.
+`bad-globex` fails 30% of globex's requests), a real Prometheus scrapes it, and the ledger's own
+typed records are written with verdicts from the real judge over that real data.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import shutil
 import socket
@@ -18,7 +16,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -28,8 +27,19 @@ import httpx
 import yaml
 from delivery import prometheus_local
 from delivery.judge import JudgePolicy, judge
-from delivery.ledger import SCHEMA_VERSION
+from delivery.ledger import (
+    FileLedger,
+    Finished,
+    Outcome,
+    PlannedStep,
+    Record,
+    Started,
+    StepRecord,
+    StepResult,
+    Subject,
+)
 from delivery.metrics import PrometheusSource, Window
+from delivery.target import Check
 from image_contracts.metrics import LATENCY_BUCKETS, REQUEST_DURATION, REQUESTS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -232,49 +242,64 @@ def console(environments: Path, log: Path) -> Iterator[str]:
             stop(proc)
 
 
-# --- ledger records in today's format (schema 1) -------------------------------------------------
+# --- ledger records: the ledger's own typed records ---------------------------------------------
+ALLOWED = {
+    "allowed": True,
+    "changes": 2,
+    "kind": "service",
+    "overrides": [],
+    "reasons": [],
+    "risk": 2.0,
+    "summary": {"create": 2, "same": 1},
+}
+PLAN = (PlannedStep(10, 6.0), PlannedStep(50, 6.0))
+
+
 def iso(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")
 
 
-def append(ledger: Path, record: Mapping[str, Any]) -> None:
-    with ledger.open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record, sort_keys=True) + "\n")
+def append(ledger: Path, record: Record | Mapping[str, Any]) -> None:
+    FileLedger(ledger).append(record)
 
 
-def base(did: str, version: str, at: float, stable: str = STABLE, **extra: Any) -> dict[str, Any]:
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "delivery_id": did,
-        "env": ENV,
-        "version": version,
-        "commit": hashlib.sha1(version.encode()).hexdigest(),  # noqa: S324 - a fake commit id
-        "commit_time": iso(at - 300),
-        "stable_version": stable,
-        "target": "local",
-        "fixes": "",
-        "started_at": iso(at),
-        "delta": {
-            "allowed": True,
-            "changes": 2,
-            "kind": "service",
-            "overrides": [],
-            "reasons": [],
-            "risk": 2.0,
-            "summary": {"create": 2, "same": 1},
-        },
-        "overrides": [],
-        **extra,
-    }
+@dataclass(frozen=True)
+class Delivery:
+    """One delivery the tests write: its id, environment and subject."""
+
+    id: str
+    env: str
+    subject: Subject
 
 
-def started(b: Mapping[str, Any], at: float) -> dict[str, Any]:
-    planned = [{"weight": 10, "bake_seconds": 6.0}, {"weight": 50, "bake_seconds": 6.0}]
-    return {**b, "kind": "started", "recorded_at": iso(at), "planned": planned}
+def delivery(
+    did: str,
+    version: str,
+    at: float,
+    *,
+    stable: str = STABLE,
+    env: str = ENV,
+    delta: Mapping[str, Any] = ALLOWED,
+) -> Delivery:
+    subject = Subject(
+        version=version,
+        commit=hashlib.sha1(version.encode()).hexdigest(),  # noqa: S324 - a fake commit id
+        commit_time=iso(at - 300),
+        stable_version=stable,
+        target="local",
+        started_at=iso(at),
+        delta=delta,
+        planned=PLAN,
+    )
+    return Delivery(did, env, subject)
+
+
+def started(d: Delivery, at: float) -> Started:
+    return Started(d.id, d.env, iso(at), d.subject)
 
 
 def judged_step(
-    b: Mapping[str, Any],
+    d: Delivery,
     prom_url: str,
     pol: JudgePolicy,
     index: int,
@@ -282,60 +307,42 @@ def judged_step(
     start: float,
     end: float,
     data_from: tuple[float, float, str] | None = None,
-) -> dict[str, Any]:
+) -> StepRecord:
     """A step record whose verdict the real judge gave on the real Prometheus data (from its own
     window, or `data_from` = (start, end, canary version) for a delivery older than the data)."""
-    first, last, canary = data_from or (start, end, str(b["version"]))
+    first, last, canary = data_from or (start, end, d.subject.version)
     window = Window(first, last, 2.0, canary, STABLE)
     with httpx.Client(timeout=10) as client:
         verdict = judge(PrometheusSource(prom_url, client=client).observe(window), pol)
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "kind": "step",
-        "delivery_id": b["delivery_id"],
-        "env": b["env"],
-        "recorded_at": iso(end),
-        "version": b["version"],
-        "step": index,
-        "weight": weight,
-        "started_at": iso(start),
-        "ended_at": iso(end),
-        "duration_seconds": round(end - start, 2),
-        "bake_seconds": 6.0,
-        "extensions": 0,
-        "verdict": verdict.to_json(),
-        "metrics_error": "",
-    }
+    result = StepResult(
+        step=index,
+        weight=weight,
+        started_at=iso(start),
+        ended_at=iso(end),
+        duration_seconds=round(end - start, 2),
+        bake_seconds=6.0,
+        extensions=0,
+        verdict=verdict.to_json(),
+    )
+    return StepRecord(d.id, d.env, iso(end), d.subject.version, result)
 
 
 def finished(
-    b: Mapping[str, Any], steps: list[dict[str, Any]], outcome: str, reason: str, at: float
-) -> dict[str, Any]:
-    keep = (
-        "step",
-        "weight",
-        "started_at",
-        "ended_at",
-        "duration_seconds",
-        "bake_seconds",
-        "extensions",
-        "verdict",
-        "metrics_error",
+    d: Delivery, steps: Sequence[StepRecord], outcome: Outcome, reason: str, at: float
+) -> Finished:
+    return Finished(
+        d.id,
+        d.env,
+        iso(at),
+        d.subject,
+        ended_at=iso(at),
+        outcome=outcome,
+        reason=reason,
+        checks=(Check("runs as non-root", True, "pid 4242 runs as 'nobody'"),),
+        steps=tuple(s.result for s in steps),
     )
-    return {
-        **b,
-        "kind": "finished",
-        "recorded_at": iso(at),
-        "ended_at": iso(at),
-        "outcome": outcome,
-        "reason": reason,
-        "checks": [
-            {"name": "runs as non-root", "passed": True, "detail": "pid 4242 runs as 'nobody'"}
-        ],
-        "steps": [{k: s[k] for k in keep} for s in steps],
-    }
 
 
-def failure_reason(step: Mapping[str, Any]) -> str:
-    reasons = step["verdict"]["reasons"]
-    return f"the judge failed the canary at {step['weight']}%: " + "; ".join(reasons[:3])
+def failure_reason(step: StepRecord) -> str:
+    reasons = step.result.verdict["reasons"]
+    return f"the judge failed the canary at {step.result.weight}%: " + "; ".join(reasons[:3])

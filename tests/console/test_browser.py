@@ -14,6 +14,7 @@ from typing import Any
 import console_kit as kit
 import pytest
 from conftest import Stack
+from delivery.ledger import Outcome
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -129,9 +130,9 @@ def test_follows_a_running_delivery_live(stack: Stack, page: Any) -> None:
 
     start, end = stack.window
     # Its own environment, so the list test's figures hold whichever test runs first.
-    live = {**kit.base("live-20261129T113000-dddddd", "good-2", start - 1), "env": "live"}
+    live = kit.delivery("live-20261129T113000-dddddd", "good-2", start - 1, env="live")
     kit.append(stack.ledger, kit.started(live, start - 1))
-    page.goto(f"{stack.console}/deliveries/{live['delivery_id']}")
+    page.goto(f"{stack.console}/deliveries/{live.id}")
     expect(page.locator("#outcome")).to_have_text("running")
     expect(page.locator(".live")).to_be_visible()
     expect(page.get_by_text("No judge look yet.")).to_be_visible()
@@ -149,7 +150,7 @@ def test_follows_a_running_delivery_live(stack: Stack, page: Any) -> None:
     expect(page.locator("ol.timeline li.running")).to_contain_text("step 2: weight 50%")
     shoot(page, "running-delivery")
 
-    kit.append(stack.ledger, kit.finished(live, [step], "promoted", "every step passed", end))
+    kit.append(stack.ledger, kit.finished(live, [step], Outcome.PROMOTED, "every step passed", end))
     expect(page.locator("#outcome")).to_have_text("promoted", timeout=WAIT_MS)
     expect(page.locator(".live")).to_have_count(0)
     expect(page.locator(".why .words")).to_contain_text("Promoted: good-2 is now stable.")
