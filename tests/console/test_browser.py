@@ -164,6 +164,8 @@ def test_platform_dashboard_drawn_from_prometheus(stack: Stack, page: Any) -> No
     expect(page.get_by_role("heading", name="The platform's dashboards")).to_be_visible()
     page.get_by_role("link", name="Image service - golden signals per tenant").click()
     expect(page).to_have_url(f"{stack.console}/dashboards/image-service-golden")
+    page.get_by_role("link", name="5 min", exact=True).click()
+    expect(page).to_have_url(f"{stack.console}/dashboards/image-service-golden?minutes=5")
     traffic = page.locator('article.panel[data-panel="Traffic (req/s)"]')
     expect(traffic.locator("polyline.line")).to_have_count(4)  # one line per tenant
     expect(traffic.locator("ul.legend")).to_contain_text("globex")
