@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,17 +90,24 @@ def create_app(
     )
     templates.globals.update(duration=pages.duration, clock=svg.clock, outcomes=pages.OUTCOMES)
 
-    def render(name: str, status: int = 200, **context: Any) -> HTMLResponse:
-        envs = sorted({d.env for d in sources.deliveries()} | {default_env})
+    def render(
+        name: str,
+        status: int = 200,
+        known: Sequence[data.Delivery] | None = None,  # already read: the ledger is read once
+        **context: Any,
+    ) -> HTMLResponse:
+        everything = sources.deliveries() if known is None else known
+        envs = sorted({d.env for d in everything} | {default_env})
         context.setdefault("current_env", "")
         context.setdefault("refresh", 0)
         html = templates.get_template(name).render(nav_envs=envs, **context)
         return HTMLResponse(html, status_code=status)
 
-    def find(delivery_id: str) -> data.Delivery:
-        for d in sources.deliveries():
+    def find(delivery_id: str) -> tuple[data.Delivery, tuple[data.Delivery, ...]]:
+        everything = sources.deliveries()
+        for d in everything:
             if d.id == delivery_id:
-                return d
+                return d, everything
         raise HTTPException(404, f"no delivery {delivery_id!r} in {sources.ledger.location}")
 
     def home(request: Request) -> Response:
@@ -113,26 +120,24 @@ def create_app(
         if outcome and outcome not in pages.OUTCOMES:
             raise HTTPException(400, f"outcome must be one of {', '.join(pages.OUTCOMES)}")
         records = sources.records()
-        everything = data.parse_deliveries(records, {s.name: s.tolerance for s in sources.specs})
+        everything = sources.deliveries(records)
         page = pages.list_page(
             everything, env, data.dora_figures(records, env), outcome=outcome, cell=cell
         )
-        return render(
-            "list.html", p=page, current_env=env, refresh=LIVE_SECONDS if page.running else 0
-        )
+        refresh = LIVE_SECONDS if page.running else 0
+        return render("list.html", known=everything, p=page, current_env=env, refresh=refresh)
 
     def delivery(request: Request) -> Response:
-        d = find(request.path_params["id"])
+        d, everything = find(request.path_params["id"])
         now = clock()
         specs = pages.specs_or_inferred(sources.specs, d)
         window = data.read_window(sources.prometheus, d, specs, sources.interval, now)
         page = pages.delivery_page(d, window, now)
-        return render(
-            "delivery.html", p=page, current_env=d.env, refresh=LIVE_SECONDS if d.running else 0
-        )
+        refresh = LIVE_SECONDS if d.running else 0
+        return render("delivery.html", known=everything, p=page, current_env=d.env, refresh=refresh)
 
     def summary(request: Request) -> Response:
-        d = find(request.path_params["id"])
+        d, _ = find(request.path_params["id"])
         link = str(request.url_for("delivery", id=d.id))
         return PlainTextResponse(
             pages.markdown_summary(d, link), media_type="text/markdown; charset=utf-8"

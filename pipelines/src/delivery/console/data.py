@@ -604,8 +604,12 @@ class Sources:
     def records(self) -> tuple[Mapping[str, Any], ...]:
         return self.ledger.read().records
 
-    def deliveries(self) -> tuple[Delivery, ...]:
-        return parse_deliveries(self.records(), {s.name: s.tolerance for s in self.specs})
+    def deliveries(
+        self, records: Sequence[Mapping[str, Any]] | None = None
+    ) -> tuple[Delivery, ...]:
+        """Every delivery, newest first, from `records` when already read."""
+        stored = self.records() if records is None else records
+        return parse_deliveries(stored, {s.name: s.tolerance for s in self.specs})
 
     def finished_record(self, delivery_id: str) -> Finished | None:
         """The ledger's own `finished` record (the PNG chart draws from it)."""
