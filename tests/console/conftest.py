@@ -1,5 +1,5 @@
 """The console's end-to-end stack for this folder: a synthetic exporter, a real Prometheus, a ledger
-in today's format with real judge verdicts, and the console started through `deliver console`.
+of typed records with real judge verdicts, and the console started through `deliver console`.
 
 Helpers live in console_kit.py; with --import-mode=importlib this folder is not on sys.path,
 so it is added here (the module name is unique in the suite).
@@ -8,7 +8,6 @@ so it is added here (the module name is unique in the suite).
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -18,23 +17,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import console_kit as kit
 
-PLANTED_SECRET = "sk-PLANTED-tenant-key-9f8e7d6c5b4a"
-
-
-@dataclass(frozen=True)
-class Stack:
-    prometheus: str
-    console: str
-    ledger: Path
-    environments: Path
-    aborted_id: str
-    promoted_id: str
-    refused_id: str
-    window: tuple[float, float]  # where the exporter's data is
-
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[kit.Stack]:
     work = tmp_path_factory.mktemp("console")
     with kit.exporter() as port, kit.prometheus(work, port) as prom:
         kit.wait_until("10 s of scraped data", lambda: kit.scraped_seconds(prom) >= 10, 60)
@@ -67,7 +52,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         for s in steps:
             kit.append(ledger, s)
         done = kit.finished(good, steps, Outcome.PROMOTED, "every step passed", t + 20)
-        kit.append(ledger, {**to_json(done), "tenant_api_key": PLANTED_SECRET})
+        kit.append(ledger, {**to_json(done), "tenant_api_key": kit.PLANTED_SECRET})
 
         # Two hours ago: refused by the delta gate, before any traffic moved.
         t = now - 2 * 3600
@@ -94,4 +79,4 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         kit.append(ledger, kit.finished(bad, [step], Outcome.ABORTED, reason, end))
 
         with kit.console(envs, work / "console.log") as url:
-            yield Stack(prom, url, ledger, envs, bad.id, good.id, refused.id, (start, end))
+            yield kit.Stack(prom, url, ledger, envs, bad.id, good.id, refused.id, (start, end))

@@ -54,6 +54,7 @@ SERIES: dict[tuple[str, str], dict[str, float]] = {
     ("canary", "bad-globex"): {"globex": 0.3},
     ("canary", "good-2"): {},
 }
+PLANTED_SECRET = "sk-PLANTED-tenant-key-9f8e7d6c5b4a"  # must never reach a page
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -63,6 +64,20 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+
+
+@dataclass(frozen=True)
+class Stack:
+    """What the session's `stack` fixture started and wrote."""
+
+    prometheus: str
+    console: str
+    ledger: Path
+    environments: Path
+    aborted_id: str
+    promoted_id: str
+    refused_id: str
+    window: tuple[float, float]  # where the exporter's data is
 
 
 def free_port() -> int:

@@ -13,7 +13,6 @@ from typing import Any
 
 import console_kit as kit
 import pytest
-from conftest import Stack
 from delivery.ledger import Outcome
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -56,7 +55,7 @@ def shoot(page: Any, name: str, full: bool = True) -> None:
         page.screenshot(path=str(Path(SHOTS) / f"{name}.png"), full_page=full)
 
 
-def test_lists_deliveries_and_filters_by_outcome(stack: Stack, page: Any) -> None:
+def test_lists_deliveries_and_filters_by_outcome(stack: kit.Stack, page: Any) -> None:
     from playwright.sync_api import expect
 
     page.goto(stack.console + "/")
@@ -88,7 +87,7 @@ def test_lists_deliveries_and_filters_by_outcome(stack: Stack, page: Any) -> Non
 
 
 def test_aborted_delivery_shows_the_failing_tenant_chart_and_reason(
-    stack: Stack, page: Any
+    stack: kit.Stack, page: Any
 ) -> None:
     from playwright.sync_api import expect
 
@@ -125,7 +124,7 @@ def test_aborted_delivery_shows_the_failing_tenant_chart_and_reason(
     shoot(page, "aborted-delivery")
 
 
-def test_follows_a_running_delivery_live(stack: Stack, page: Any) -> None:
+def test_follows_a_running_delivery_live(stack: kit.Stack, page: Any) -> None:
     from playwright.sync_api import expect
 
     start, end = stack.window
@@ -157,7 +156,7 @@ def test_follows_a_running_delivery_live(stack: Stack, page: Any) -> None:
     assert page.evaluate("window.__sameDocument") is True  # updated in place, not reloaded
 
 
-def test_platform_dashboard_drawn_from_prometheus(stack: Stack, page: Any) -> None:
+def test_platform_dashboard_drawn_from_prometheus(stack: kit.Stack, page: Any) -> None:
     from playwright.sync_api import expect
 
     page.goto(f"{stack.console}/dashboards")

@@ -3,9 +3,9 @@ strict CSP on every response, no secrets, stable URLs for the summary and the PN
 
 import re
 
+import console_kit as kit
 import httpx
 import pytest
-from conftest import PLANTED_SECRET, Stack
 
 pytestmark = [pytest.mark.e2e]
 
@@ -15,7 +15,7 @@ CSP = (
 )
 
 
-def urls(stack: Stack) -> list[str]:
+def urls(stack: kit.Stack) -> list[str]:
     ids = (stack.aborted_id, stack.promoted_id, stack.refused_id)
     return [
         "/env/console-e2e",
@@ -27,7 +27,7 @@ def urls(stack: Stack) -> list[str]:
     ]
 
 
-def test_every_page_has_the_strict_csp_and_no_other_origin(stack: Stack) -> None:
+def test_every_page_has_the_strict_csp_and_no_other_origin(stack: kit.Stack) -> None:
     with httpx.Client(base_url=stack.console) as client:
         for url in [*urls(stack), "/static/console.css", "/deliveries/nope"]:
             resp = client.get(url)
@@ -42,23 +42,23 @@ def test_every_page_has_the_strict_csp_and_no_other_origin(stack: Stack) -> None
         assert client.get("/deliveries/nope").status_code == 404
 
 
-def test_read_only_every_route_refuses_writes(stack: Stack) -> None:
+def test_read_only_every_route_refuses_writes(stack: kit.Stack) -> None:
     with httpx.Client(base_url=stack.console) as client:
         for url in ["/", f"/deliveries/{stack.aborted_id}", "/dashboards", "/static/console.js"]:
             for method in ("POST", "PUT", "PATCH", "DELETE"):
                 assert client.request(method, url).status_code == 405, (method, url)
 
 
-def test_tenant_keys_in_a_record_never_reach_a_page(stack: Stack) -> None:
-    assert PLANTED_SECRET in stack.ledger.read_text()  # the ledger really holds it
+def test_tenant_keys_in_a_record_never_reach_a_page(stack: kit.Stack) -> None:
+    assert kit.PLANTED_SECRET in stack.ledger.read_text()  # the ledger really holds it
     with httpx.Client(base_url=stack.console) as client:
         for url in urls(stack):
             resp = client.get(url)
             assert resp.status_code == 200, url
-            assert PLANTED_SECRET not in resp.text, url
+            assert kit.PLANTED_SECRET not in resp.text, url
 
 
-def test_summary_and_png_chart_have_stable_urls(stack: Stack) -> None:
+def test_summary_and_png_chart_have_stable_urls(stack: kit.Stack) -> None:
     with httpx.Client(base_url=stack.console, timeout=60) as client:
         summary = client.get(f"/deliveries/{stack.aborted_id}/summary.md")
         assert summary.headers["content-type"].startswith("text/markdown")
