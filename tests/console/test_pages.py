@@ -129,6 +129,9 @@ def test_the_list_names_what_failed_and_filters() -> None:
     assert [r.id for r in only.rows] == ["d1"]
     assert pages.list_page(everything, "prod", dora).rows == ()
     assert (dora.aborted, len(dora.over_time)) == (1, 1)
+    cards = dict(page.cards)  # one delivery is no rate (ADR 112): counts and the window instead
+    assert cards["change-fail rate"] == "1 of 1 failed"
+    assert cards["deployment frequency"].startswith("0 promotions in ")
 
 
 def test_summary_markdown_comes_from_the_same_data() -> None:

@@ -283,9 +283,12 @@ class DoraFigures:
     deliveries: int
     promoted: int
     aborted: int
-    deploys_per_day: float | None
+    failed_changes: int
+    window_seconds: float | None  # from the first delivery's start to the last one's end
+    deploys_per_day: float | None  # None while the window or the promotions are too few
     lead_time_seconds: float | None
     change_fail_rate: float | None
+    rates_sufficient: bool  # enough deliveries for the change-fail rate to be a rate
     time_to_restore_seconds: float | None
     over_time: tuple[DoraPoint, ...]  # rolling over the last `window` finished deliveries
 
@@ -316,9 +319,12 @@ def dora_figures(records: Sequence[Mapping[str, Any]], env: str, window: int = 1
         deliveries=total.deliveries,
         promoted=total.promoted,
         aborted=total.aborted,
+        failed_changes=total.failed_changes,
+        window_seconds=total.window_seconds,
         deploys_per_day=total.deploys_per_day,
         lead_time_seconds=total.lead_time_seconds,
         change_fail_rate=total.change_fail_rate,
+        rates_sufficient=total.rates_sufficient,
         time_to_restore_seconds=total.time_to_restore_seconds,
         over_time=tuple(points),
     )

@@ -25,6 +25,7 @@ from delivery.console.data import (
     PanelData,
     WindowSeries,
 )
+from delivery.dora import human_duration, plural
 
 OUTCOMES = ("promoted", "aborted", "refused", "applied", "running")
 
@@ -164,6 +165,7 @@ class ListPage:
     rows: tuple[Row, ...]
     total: int
     dora: DoraFigures
+    cards: tuple[tuple[str, str], ...]
     charts: tuple[tuple[str, Markup], ...]  # (caption, chart)
     running: bool
 
@@ -190,6 +192,32 @@ def short_reason(d: Delivery) -> str:
         if what:
             return f"the judge failed the canary at {look.weight}%: " + "; ".join(what)
     return d.reason if len(d.reason) <= 160 else d.reason[:157] + "..."
+
+
+def dora_cards(f: DoraFigures) -> tuple[tuple[str, str], ...]:
+    """DORA's figures as (label, value), rates only where the sample makes one (ADR 112)."""
+    window = "an unknown window" if f.window_seconds is None else human_duration(f.window_seconds)
+    if f.deploys_per_day is not None:
+        frequency = f"{f.deploys_per_day:.2f} per day"
+    else:
+        frequency = f"{plural(f.promoted, 'promotion')} in {window}"
+    share = f"{f.failed_changes} of {f.deliveries}"
+    if f.rates_sufficient and f.change_fail_rate is not None:
+        fail_rate = f"{f.change_fail_rate:.0%} ({share})"
+    else:
+        fail_rate = f"{share} failed"
+
+    def median(seconds: float | None) -> str:
+        return "-" if seconds is None else human_duration(seconds)
+
+    return (
+        ("deliveries that reached the canary", str(f.deliveries)),
+        ("promoted / aborted", f"{f.promoted} / {f.aborted}"),
+        ("deployment frequency", frequency),
+        ("lead time (median)", median(f.lead_time_seconds)),
+        ("change-fail rate", fail_rate),
+        ("time to restore (median)", median(f.time_to_restore_seconds)),
+    )
 
 
 def list_page(
@@ -262,6 +290,7 @@ def list_page(
         rows=rows,
         total=len(in_env),
         dora=dora,
+        cards=dora_cards(dora),
         charts=((cfr_title, cfr), (lead_title, lead)),
         running=any(d.running for d in in_env),
     )
