@@ -37,6 +37,7 @@ class TenantEntry:
     max_upload_bytes: int | None = None
     requests_per_second: float | None = None
     max_stored_bytes: int | None = None
+    share: float | None = None  # weight of the tenant's fair share of the service (default 1)
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
 
@@ -46,6 +47,7 @@ _SCALARS: dict[str, tuple[type, ...]] = {
     "max_upload_bytes": (int,),
     "requests_per_second": (int, float),
     "max_stored_bytes": (int,),
+    "share": (int, float),
 }
 _LISTS = ("api_key_sha256", "signing_secrets", "allowed_formats")
 KNOWN_KEYS = frozenset({*_SCALARS, *_LISTS})

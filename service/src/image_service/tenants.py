@@ -32,6 +32,7 @@ class Tenant:
     max_upload_bytes: int
     requests_per_second: float
     max_stored_bytes: int
+    share: float = 1.0  # weight of the tenant's fair share of workers, queue and uploads
 
 
 def hash_key(api_key: str) -> str:
@@ -99,6 +100,7 @@ def tenant_from_entry(
         max_upload_bytes=min(upload, max_upload_bytes),
         requests_per_second=float(entry.requests_per_second or DEFAULT_REQUESTS_PER_SECOND),
         max_stored_bytes=entry.max_stored_bytes or DEFAULT_MAX_STORED_BYTES,
+        share=float(entry.share or 1.0),
     )
 
 
