@@ -17,7 +17,7 @@ set +e
 # Random order (pytest-randomly prints "Using --randomly-seed=N"; rerun a failure with that
 # flag) and coverage of the three packages, printed as a table with the total.
 run "${UV[@]}" run --locked pytest \
-  --cov=image_service --cov=delivery --cov=infra --cov-report=term:skip-covered "$@"
+  --cov=image_contracts --cov=image_service --cov=delivery --cov=infra --cov-report=term:skip-covered "$@"
 status=$?
 set -e
 if [[ $status == 5 ]]; then
