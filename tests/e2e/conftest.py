@@ -9,7 +9,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +97,15 @@ class LocalEnv:
     envs: Path
     ledger_path: Path
     env: LocalEnvironment
+    runs: dict[str, subprocess.CompletedProcess[str]] = field(default_factory=dict)
+
+    def deliver_once(self, version: str) -> subprocess.CompletedProcess[str]:
+        """`deliver run` of a named version, once per session. Versions are never redeployed,
+        so a test that needs a delivery to have happened asks for it here instead of relying on
+        the tests running in file order (the suite runs in random order)."""
+        if version not in self.runs:
+            self.runs[version] = self.deliver("run", "--version", version)
+        return self.runs[version]
 
     def argv(self, *args: str) -> list[str]:
         return [
