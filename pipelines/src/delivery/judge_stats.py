@@ -26,13 +26,17 @@ BoolArray = npt.NDArray[np.bool_]
 
 
 def mann_whitney_from_counts(
-    canary: FloatArray, baseline: FloatArray, alternative: Alternative
+    canary: FloatArray,
+    baseline: FloatArray,
+    alternative: Alternative,
+    dispersion: FloatArray | float = 1.0,
 ) -> tuple[FloatArray, FloatArray]:
     """U statistic of the canary and its p-value, per row of bucket counts (shape S x B).
 
     Continuity-corrected normal approximation with the tie correction, as
-    scipy.stats.mannwhitneyu(method="asymptotic", use_continuity=True). Rows where either side
-    is empty get p = 1.
+    scipy.stats.mannwhitneyu(method="asymptotic", use_continuity=True); the variance is
+    multiplied by `dispersion` (the design effect of correlated requests, `rank_dispersion`).
+    Rows where either side is empty get p = 1.
     """
     c = np.asarray(canary, dtype=np.float64)
     b = np.asarray(baseline, dtype=np.float64)
@@ -45,7 +49,7 @@ def mann_whitney_from_counts(
     tie_term = (ties**3 - ties).sum(axis=-1)
     with np.errstate(divide="ignore", invalid="ignore"):
         variance = n1 * n2 / 12.0 * ((n + 1.0) - tie_term / (n * (n - 1.0)))
-        sd = np.sqrt(variance)
+        sd = np.sqrt(variance * np.asarray(dispersion, dtype=np.float64))
         mean = n1 * n2 / 2.0
         if alternative == "greater":
             z = (u - mean - 0.5) / sd
@@ -220,3 +224,108 @@ def rate_ratio_interval(
     centre = np.log(c / b)
     half = z * np.sqrt(1.0 / c + 1.0 / b)
     return np.asarray(np.exp(centre - half) - 1.0), np.asarray(np.exp(centre + half) - 1.0)
+
+
+def blocks(values: FloatArray, size: int) -> FloatArray:
+    """Sum the interval axis (axis 1 of scopes x intervals [x buckets]) into blocks of `size`
+    intervals, the last block taking the remainder."""
+    v = np.asarray(values, dtype=np.float64)
+    k = v.shape[1]
+    if size <= 1 or k == 0:
+        return v
+    starts = np.arange(0, k, size)
+    return np.asarray(np.add.reduceat(v, starts, axis=1), dtype=np.float64)
+
+
+def count_dispersion(
+    events_c: FloatArray, n_c: FloatArray, events_b: FloatArray, n_b: FloatArray
+) -> FloatArray:
+    """Overdispersion of binomial counts between blocks, per scope (rows: scopes, columns:
+    blocks): Pearson's X^2 of each track around its own ratio, over the pooled degrees of
+    freedom, floored at 1 (quasi-likelihood; ADR 100). Tracks with no event (or only events)
+    carry no information about dispersion and are left out; fewer than 3 degrees of freedom
+    give 1."""
+    x2 = np.zeros(np.asarray(n_c).shape[0])
+    df = np.zeros_like(x2)
+    for e, n in ((events_c, n_c), (events_b, n_b)):
+        e = np.asarray(e, dtype=np.float64)
+        n = np.asarray(n, dtype=np.float64)
+        total = n.sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(total > 0, e.sum(axis=1) / total, 0.0)
+            informative = (ratio > 0) & (ratio < 1)
+            var = n * (ratio * (1.0 - ratio))[:, None]
+            terms = np.where(var > 0, (e - n * ratio[:, None]) ** 2 / var, 0.0)
+        cells = (n > 0).sum(axis=1)
+        x2 += np.where(informative, terms.sum(axis=1), 0.0)
+        df += np.where(informative, np.maximum(cells - 1, 0), 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        phi = np.where(df >= 3, x2 / df, 1.0)
+    return np.asarray(np.maximum(phi, 1.0))
+
+
+def rank_dispersion(latency_c: FloatArray, latency_b: FloatArray) -> FloatArray:
+    """Overdispersion of rank data between blocks, per scope (arrays scopes x blocks x
+    buckets): each block's mean mid-ridit against the pooled distribution of both tracks,
+    compared with its variance under independent requests (1 - sum of cubed bucket shares,
+    over 12, per request), around each track's own mean; floored at 1. It is the design
+    effect that inflates Mann-Whitney's variance when requests come in correlated groups
+    (a slow instance for a while, a noisy neighbour)."""
+    c = np.asarray(latency_c, dtype=np.float64)
+    b = np.asarray(latency_b, dtype=np.float64)
+    pooled = c.sum(axis=1) + b.sum(axis=1)  # scopes x buckets
+    total = pooled.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shares = np.where(total[:, None] > 0, pooled / total[:, None], 0.0)
+        ridit = np.cumsum(shares, axis=1) - 0.5 * shares  # scopes x buckets
+        sigma2 = (1.0 - (shares**3).sum(axis=1)) / 12.0
+    x2 = np.zeros(c.shape[0])
+    df = np.zeros_like(x2)
+    for track in (c, b):
+        n = track.sum(axis=2)  # scopes x blocks
+        sums = (track * ridit[:, None, :]).sum(axis=2)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean_block = np.where(n > 0, sums / n, 0.0)
+            mean_track = np.where(n.sum(axis=1) > 0, sums.sum(axis=1) / n.sum(axis=1), 0.0)
+        x2 += (n * (mean_block - mean_track[:, None]) ** 2).sum(axis=1)
+        df += np.maximum((n > 0).sum(axis=1) - 1, 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        phi = np.where((df >= 3) & (sigma2 > 0), x2 / (sigma2 * df), 1.0)
+    return np.asarray(np.maximum(phi, 1.0))
+
+
+def requests_for_power(
+    baseline_ratio: FloatArray | float,
+    effect: float,
+    alpha: float,
+    power: float,
+    dispersion: FloatArray | float = 1.0,
+) -> FloatArray:
+    """Requests per track a one-sided two-proportion test at `alpha` needs to see an absolute
+    increase `effect` over `baseline_ratio` with probability `power` (the normal-approximation
+    sample size, times the overdispersion)."""
+    p0 = np.clip(np.asarray(baseline_ratio, dtype=np.float64), 0.0, 1.0)
+    p1 = np.clip(p0 + effect, 0.0, 1.0)
+    mean = (p0 + p1) / 2.0
+    z_a = float(special.ndtri(1.0 - alpha))
+    z_b = float(special.ndtri(power))
+    spread = z_a * np.sqrt(2.0 * mean * (1.0 - mean)) + z_b * np.sqrt(
+        p0 * (1.0 - p0) + p1 * (1.0 - p1)
+    )
+    return np.asarray(np.asarray(dispersion) * (spread / effect) ** 2, dtype=np.float64)
+
+
+def split_p_values(n_c: FloatArray, n_b: FloatArray, tolerance: float) -> FloatArray:
+    """One p-value per scope for "the canary's request count is off the baseline's by more
+    than `tolerance` (relative), either way": the smaller of the two one-sided binomial tests
+    of the canary's share of both tracks' requests, doubled. Equal weights mean an expected
+    share of one half; the tolerance moves the null to its edge."""
+    c = np.rint(np.asarray(n_c, dtype=np.float64))
+    b = np.rint(np.asarray(n_b, dtype=np.float64))
+    total = c + b
+    low = (1.0 - tolerance) / (2.0 - tolerance)  # canary / baseline = 1 - tolerance
+    high = 1.0 / (2.0 - tolerance)  # baseline / canary = 1 - tolerance
+    short = stats.binom.cdf(c, total, low)
+    excess = stats.binom.sf(c - 1, total, high)
+    p = np.minimum(1.0, 2.0 * np.minimum(short, excess))
+    return np.asarray(np.where(total > 0, p, 1.0), dtype=np.float64)

@@ -17,7 +17,7 @@ from typing import Any
 from delivery import machine
 from delivery.config import DeliveryConfig
 from delivery.delta import Allow, ChangeKind, GateDecision, gate
-from delivery.judge import JudgePolicy, Verdict, judge
+from delivery.judge import JudgePolicy, Verdict, judge, look_schedule
 from delivery.ledger import SCHEMA_VERSION, Ledger, deliveries, open_deliveries
 from delivery.metrics import MetricsSource, MetricsUnavailableError, Window, empty_observation
 from delivery.observation import StepObservation
@@ -77,7 +77,8 @@ class Delivery:
         self.target = target
         self.metrics = metrics
         self.ledger = ledger
-        self.policy = policy
+        # The judge spends one delivery's budget over every step and extension (ADR 101).
+        self.policy = policy.for_delivery(steps=len(cfg.steps), max_extensions=cfg.max_extensions)
         self.out = printer
         self.clock = clock
         self.sleep = sleep
@@ -337,8 +338,22 @@ class Delivery:
                 step_started = window_start
             else:
                 deadline = self.clock() + self.cfg.extension_seconds
-            early = self._bake(state, step.weight, window_start, deadline, info, stable)
-            verdict, metrics_error = early or self._judge(window_start, info, stable, interim=False)
+            looks = look_schedule(
+                step.bake_seconds, self.cfg.interval_seconds, self.policy.interim_looks
+            )
+            early = self._bake(
+                state,
+                step.weight,
+                window_start,
+                deadline,
+                info,
+                stable,
+                looks if state.extensions == 0 else (),
+            )
+            last = state.extensions >= self.cfg.max_extensions
+            verdict, metrics_error = early or self._judge(
+                window_start, info, stable, interim=False, at_limit=last
+            )
             verdicts.append(verdict)
             ended = self.clock()
             steps.append(
@@ -379,7 +394,7 @@ class Delivery:
         return state
 
     def _judge(
-        self, start: float, info: VersionInfo, stable: str, *, interim: bool
+        self, start: float, info: VersionInfo, stable: str, *, interim: bool, at_limit: bool = False
     ) -> tuple[Verdict, str]:
         end = self.clock()
         window = Window(start, end, self.cfg.interval_seconds, info.version, stable)
@@ -388,7 +403,7 @@ class Delivery:
             error = ""
         except MetricsUnavailableError as exc:
             observation, error = empty_observation(self.cfg.interval_seconds), str(exc)
-        return judge(observation, self.policy, interim=interim), error
+        return judge(observation, self.policy, interim=interim, at_limit=at_limit), error
 
     def _bake(
         self,
@@ -398,12 +413,13 @@ class Delivery:
         deadline: float,
         info: VersionInfo,
         stable: str,
+        schedule: tuple[float, ...] = (),
     ) -> tuple[Verdict, str] | None:
-        """Wait out the bake with live progress; an interim look may fail the step early."""
+        """Wait out the bake with live progress; an interim look (at `schedule`'s seconds into
+        the step) may fail the step early."""
         looks = 0
         running = "waiting for data"
         canary_n = baseline_n = 0.0
-        min_span = 2 * self.cfg.interval_seconds
         while (left := deadline - self.clock()) > 0:
             self.out.live(
                 progress_line(
@@ -418,7 +434,7 @@ class Delivery:
                 )
             )
             self.sleep(min(self.cfg.progress_seconds, left))
-            if self.clock() - window_start < min_span or looks >= self.policy.interim_looks:
+            if looks >= len(schedule) or self.clock() - window_start < schedule[looks]:
                 continue
             if deadline - self.clock() <= 0:
                 break
