@@ -26,7 +26,7 @@ PY
 }
 
 if [[ "${RENDER:-0}" == 1 ]]; then
-  exec uv run --locked python -m delivery.simulation --from-json bench/judge/results.json \
+  exec uv run --locked python -m judge_eval --from-json bench/judge/results.json \
     --doc docs/judge.md --img docs/img/judge
 fi
 if [[ "${FIT:-0}" == 1 ]]; then
@@ -42,5 +42,5 @@ fill AA "$(printf '| run | result |\n|---|---|\n%s' "$aa")"
 share=$(uv run --locked python bench/judge/aggregate_share.py --scale 0.6)
 echo "$share"
 fill SHARE "$share"
-uv run --locked python -m delivery.simulation --doc docs/judge.md --img docs/img/judge \
+uv run --locked python -m judge_eval --doc docs/judge.md --img docs/img/judge \
   --json bench/judge/results.json --workers "$WORKERS" --scale "$SCALE"

@@ -265,7 +265,7 @@ def test_aggregate_alpha_share_splits_the_metric_alpha() -> None:
     policy = JudgePolicy(aggregate_alpha_share=0.5)
     verdict = judge(_observation(_track(errors=50.0)), policy)
     rows = {r.scope: r for r in verdict.evidence if r.metric == "error_ratio"}
-    default = judge(_observation(_track(errors=50.0)), JudgePolicy())
+    default = judge(_observation(_track(errors=50.0)), JudgePolicy(aggregate_alpha_share=None))
     metric_alpha = next(r.alpha for r in default.evidence if r.metric == "error_ratio")
     assert rows["aggregate"].alpha == pytest.approx(metric_alpha / 2)
     assert rows["acme"].alpha == pytest.approx(metric_alpha / 2)

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from delivery.simulation.baselines import ARGO, FLAGGER_SERVICE
-from delivery.simulation.harness import aggregate_mwu, evaluate, look_schedule, ours
-from delivery.simulation.scenarios import AA, STANDARD, Scenario, tenant_shares
-from delivery.simulation.traffic import LatencyModel, TrafficModel
+from judge_eval.baselines import ARGO, FLAGGER_SERVICE
+from judge_eval.harness import aggregate_mwu, evaluate, look_schedule, ours
+from judge_eval.scenarios import AA, STANDARD, Scenario, tenant_shares
+from judge_eval.traffic import LatencyModel, TrafficModel
 
 SEED = 424242
 MODEL = TrafficModel()
@@ -108,7 +108,7 @@ def test_guard_threshold_judges_behave_like_thresholds() -> None:
 
 
 def test_report_pools_chunks_and_bounds_false_fails(tmp_path: Path) -> None:
-    from delivery.simulation.report import BEGIN, END, Row, _replace_section, merge, wilson_upper
+    from judge_eval.report import BEGIN, END, Row, _replace_section, merge, wilson_upper
 
     def row(runs: int, fails: float) -> Row:
         return Row("main", "c", "A/A", "ours", runs, fails, 0.0, math.nan, 300.0, 0.1, 100.0,

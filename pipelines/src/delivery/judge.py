@@ -37,10 +37,12 @@ from delivery.judge_stats import (
     histogram_quantile,
     mann_whitney_from_counts,
     quantile_interval,
+    quasi_p_values,
     rank_dispersion,
     rate_ratio_interval,
     ratio_difference_interval,
     requests_for_power,
+    shared_dispersion,
     split_p_values,
     tarone_testable,
 )
@@ -118,7 +120,8 @@ class _Context:
     bounds: FloatArray
     canary: _Track
     baseline: _Track
-    block: int  # intervals per block for the overdispersion
+    block: int  # intervals per block for the overdispersion of error counts
+    latency_block: int  # ... and of latency, never shorter (noise episodes last)
     alpha: float  # this look's alpha per metric
     final_alpha: float  # the final look's alpha per metric (for the power requirement)
     interim: bool
@@ -151,6 +154,9 @@ def judge(
         canary=canary,
         baseline=baseline,
         block=max(1, min(block, k // 4)),
+        # An interim look never shortens latency blocks: a slow spell as long as the window
+        # would pass for a regression. The step's final look shortens them to 4 per track.
+        latency_block=block if interim else max(1, min(block, k // 4)),
         alpha=look_alpha / families,
         final_alpha=policy.look_alpha(interim=False) / families,
         interim=interim,
@@ -450,8 +456,8 @@ def _scopes(metric: MetricPolicy, policy: JudgePolicy, ctx: _Context, per_tenant
         aggregate = per_tenant_values.sum(axis=0, keepdims=True)
         return np.concatenate([aggregate, per_tenant_values]) if per_tenant else aggregate
 
-    def blocked(values: FloatArray) -> FloatArray:  # scopes x blocks [x buckets]
-        return blocks(stack(values), ctx.block)
+    def blocked(values: FloatArray, size: int = ctx.block) -> FloatArray:  # scopes x blocks
+        return blocks(stack(values), size)
 
     alternative = _alternative(metric)
     confidence = policy.confidence
@@ -463,12 +469,13 @@ def _scopes(metric: MetricPolicy, policy: JudgePolicy, ctx: _Context, per_tenant
         with np.errstate(divide="ignore", invalid="ignore"):
             v_c = np.where(n_c > 0, e_c / n_c, np.nan)
             v_b = np.where(n_b > 0, e_b / n_b, np.nan)
-        phi = ones
+        phi, df = ones, ones
         if dispersed:
-            phi = count_dispersion(
+            phi, df = count_dispersion(
                 blocked(canary.errors), blocked(canary.requests),
                 blocked(baseline.errors), blocked(baseline.requests),
             )  # fmt: skip
+            phi = shared_dispersion(phi, n_c + n_b)
         low, high = ratio_difference_interval(
             e_c / phi, n_c / phi, e_b / phi, n_b / phi, confidence
         )
@@ -477,6 +484,17 @@ def _scopes(metric: MetricPolicy, policy: JudgePolicy, ctx: _Context, per_tenant
         else:
             p, p_min = fisher_exact(e_c / phi, n_c / phi, e_b / phi, n_b / phi, alternative)
             eligible = (n_c > 0) & (n_b > 0)
+            if dispersed:
+                p, p_min = quasi_p_values(p, phi, df), quasi_p_values(p_min, phi, df)
+                # Two views, Bonferroni between them (ADR 100): the corrected count test, and
+                # the ranks of per-interval ratios, which a burst moves by one rank only.
+                p_rank, p_min_rank, ranked = _interval_mwu_ratios(
+                    canary, baseline, per_tenant, alternative
+                )
+                p_rank = np.where(ranked, p_rank, 1.0)
+                p_min_rank = np.where(ranked, p_min_rank, 1.0)
+                p = np.minimum(1.0, 2.0 * np.minimum(p, p_rank))
+                p_min = np.minimum(1.0, 2.0 * np.minimum(p_min, p_min_rank))
         return _Scopes(
             names, n_c, v_c, n_b, v_b, v_c - v_b, low, high, p, p_min, eligible,
             "ratio", "pp", [""] * len(names), phi,
@@ -527,24 +545,32 @@ def _scopes(metric: MetricPolicy, policy: JudgePolicy, ctx: _Context, per_tenant
     guard = policy.min_tenant_requests
     notes = [""] * len(names)
     if metric.kind == "latency":
-        block_c = blocked(canary.latency_intervals)
-        block_b = blocked(baseline.latency_intervals)
-        phi = rank_dispersion(block_c, block_b) if dispersed else ones
+        block_c = blocked(canary.latency_intervals, ctx.latency_block)
+        block_b = blocked(baseline.latency_intervals, ctx.latency_block)
+        phi, df = ones, ones
+        if dispersed:
+            phi, df = rank_dispersion(block_c, block_b)
+            phi = shared_dispersion(phi, n_c + n_b)
         _, p = mann_whitney_from_counts(lat_c, lat_b, alternative, phi)
+        if dispersed:
+            p = quasi_p_values(p, phi, df)
         eligible = (n_c >= guard) & (n_b >= guard)
         eligible[0] = n_c[0] > 0 and n_b[0] > 0
         p_min = np.zeros(len(names))
     else:
         exceed_c, exceed_b, edge, above = _tail_counts(lat_c, lat_b, bounds, q)
-        phi = ones
+        phi, df = ones, ones
         if dispersed:
-            block_c = blocked(canary.latency_intervals)
-            block_b = blocked(baseline.latency_intervals)
-            phi = count_dispersion(
+            block_c = blocked(canary.latency_intervals, ctx.latency_block)
+            block_b = blocked(baseline.latency_intervals, ctx.latency_block)
+            phi, df = count_dispersion(
                 (block_c * above[:, None, :]).sum(axis=2), block_c.sum(axis=2),
                 (block_b * above[:, None, :]).sum(axis=2), block_b.sum(axis=2),
             )  # fmt: skip
+            phi = shared_dispersion(phi, n_c + n_b)
         p, p_min = fisher_exact(exceed_c / phi, n_c / phi, exceed_b / phi, n_b / phi, alternative)
+        if dispersed:
+            p, p_min = quasi_p_values(p, phi, df), quasi_p_values(p_min, phi, df)
         eligible = (n_c > 0) & (n_b > 0)
         notes = [f"> {1000.0 * e:g}ms" if np.isfinite(e) else "" for e in edge]
     return _Scopes(
@@ -581,12 +607,14 @@ def _interval_matrix(values: FloatArray, per_tenant: bool) -> FloatArray:
 def _interval_mwu_ratios(
     canary: _Track, baseline: _Track, per_tenant: bool, alternative: Alternative
 ) -> tuple[FloatArray, FloatArray, BoolArray]:
-    """Kayenta's way: Mann-Whitney U on per-interval error ratios (kept for comparison)."""
+    """Kayenta's way: Mann-Whitney U on per-interval error ratios, with the smallest p-value
+    the pooled ratios allow (all the largest on the canary), for Tarone's rule."""
     req_c = _interval_matrix(canary.requests, per_tenant)
     req_b = _interval_matrix(baseline.requests, per_tenant)
     err_c = _interval_matrix(canary.errors, per_tenant)
     err_b = _interval_matrix(baseline.errors, per_tenant)
     p = np.ones(req_c.shape[0])
+    p_min = np.ones(req_c.shape[0])
     eligible = np.zeros(req_c.shape[0], dtype=bool)
     for i in range(req_c.shape[0]):
         keep_c = req_c[i] > 0
@@ -596,10 +624,15 @@ def _interval_mwu_ratios(
         eligible[i] = True
         ratios_c = err_c[i][keep_c] / req_c[i][keep_c]
         ratios_b = err_b[i][keep_b] / req_b[i][keep_b]
-        if np.ptp(np.concatenate([ratios_c, ratios_b])) == 0:
+        pooled = np.sort(np.concatenate([ratios_c, ratios_b]))
+        if np.ptp(pooled) == 0:
             continue  # all equal (typically all zero): nothing to rank
         p[i] = float(stats.mannwhitneyu(ratios_c, ratios_b, alternative=alternative).pvalue)
-    return p, np.zeros(req_c.shape[0]), eligible
+        top = (pooled[-ratios_c.size :], pooled[: -ratios_c.size])
+        if alternative == "less":
+            top = (pooled[: ratios_c.size], pooled[ratios_c.size :])
+        p_min[i] = float(stats.mannwhitneyu(*top, alternative=alternative).pvalue)
+    return p, p_min, eligible
 
 
 def _alternative(metric: MetricPolicy) -> Alternative:

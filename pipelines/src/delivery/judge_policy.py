@@ -155,10 +155,10 @@ class JudgePolicy:
     pass_score: float = 95.0
     interim_looks: int = 9
     interim_alpha_share: float = 0.25
-    aggregate_alpha_share: float | None = None
+    aggregate_alpha_share: float | None = 0.5
     power: float = 0.9
     split_tolerance: float = 0.2
-    dispersion_block_seconds: float = 30.0
+    dispersion_block_seconds: float = 60.0
     steps: int = 1
     max_extensions: int = 0
 

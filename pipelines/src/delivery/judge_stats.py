@@ -105,15 +105,55 @@ def fisher_exact(
 def _hypergeom_sf(
     k: FloatArray, total: FloatArray, events: FloatArray, n: FloatArray
 ) -> FloatArray:
+    """P(X > k) for X the canary's events, X ~ hypergeometric(total, events, n)."""
     t, e, d = (np.concatenate([x, x]) for x in (total, events, n))
-    return np.asarray(stats.hypergeom.sf(k, t, e, d), dtype=np.float64)
+    return _hypergeom_sum(k + 1.0, np.minimum(e, d), t, e, d)
 
 
 def _hypergeom_cdf(
     k: FloatArray, total: FloatArray, events: FloatArray, n: FloatArray
 ) -> FloatArray:
+    """P(X <= k), same X."""
     t, e, d = (np.concatenate([x, x]) for x in (total, events, n))
-    return np.asarray(stats.hypergeom.cdf(k, t, e, d), dtype=np.float64)
+    return _hypergeom_sum(np.maximum(0.0, d - (t - e)), k, t, e, d)
+
+
+_MAX_TERMS = 20_000
+
+
+def _hypergeom_sum(
+    low: FloatArray, high: FloatArray, total: FloatArray, events: FloatArray, n: FloatArray
+) -> FloatArray:
+    """Sum of the hypergeometric pmf over [low, high] per element, from log-gamma terms in
+    one vectorised pass (scipy's distribution machinery costs milliseconds per call; the
+    judge makes several per look). Falls back to scipy for very wide ranges."""
+    low = np.maximum(low, np.maximum(0.0, n - (total - events)))
+    high = np.minimum(high, np.minimum(events, n))
+    span = np.where(high >= low, high - low + 1.0, 0.0)
+    width = int(span.max(initial=0.0))
+    if width == 0:
+        return np.zeros(low.shape)
+    if width > _MAX_TERMS:
+        return np.asarray(
+            stats.hypergeom.cdf(high, total, events, n)
+            - stats.hypergeom.cdf(low - 1.0, total, events, n),
+            dtype=np.float64,
+        )
+    x = low[:, None] + np.arange(width, dtype=np.float64)[None, :]
+    valid = x <= high[:, None]
+    x = np.where(valid, x, low[:, None])
+    t, e, d = total[:, None], events[:, None], n[:, None]
+    log_pmf = _log_choose(e, x) + _log_choose(t - e, d - x) - _log_choose(t, d)
+    log_pmf = np.where(valid, log_pmf, -np.inf)
+    with np.errstate(divide="ignore"):
+        result = np.exp(special.logsumexp(log_pmf, axis=1))
+    return np.asarray(np.where(span > 0, np.clip(result, 0.0, 1.0), 0.0), dtype=np.float64)
+
+
+def _log_choose(a: FloatArray, b: FloatArray) -> FloatArray:
+    return np.asarray(
+        special.gammaln(a + 1.0) - special.gammaln(b + 1.0) - special.gammaln(a - b + 1.0)
+    )
 
 
 def tarone_testable(p_min: FloatArray, alpha: float) -> BoolArray:
@@ -239,14 +279,15 @@ def blocks(values: FloatArray, size: int) -> FloatArray:
 
 def count_dispersion(
     events_c: FloatArray, n_c: FloatArray, events_b: FloatArray, n_b: FloatArray
-) -> FloatArray:
+) -> tuple[FloatArray, FloatArray]:
     """Overdispersion of binomial counts between blocks, per scope (rows: scopes, columns:
     blocks): Pearson's X^2 of each track around its own ratio, over the pooled degrees of
     freedom, floored at 1 (quasi-likelihood; ADR 100). Tracks with no event (or only events)
     carry no information about dispersion and are left out; fewer than 3 degrees of freedom
-    give 1."""
+    give 1. Returns the dispersion and its degrees of freedom."""
     x2 = np.zeros(np.asarray(n_c).shape[0])
     df = np.zeros_like(x2)
+    df_all = np.zeros_like(x2)
     for e, n in ((events_c, n_c), (events_b, n_b)):
         e = np.asarray(e, dtype=np.float64)
         n = np.asarray(n, dtype=np.float64)
@@ -256,21 +297,23 @@ def count_dispersion(
             informative = (ratio > 0) & (ratio < 1)
             var = n * (ratio * (1.0 - ratio))[:, None]
             terms = np.where(var > 0, (e - n * ratio[:, None]) ** 2 / var, 0.0)
-        cells = (n > 0).sum(axis=1)
+        cells = np.maximum((n > 0).sum(axis=1) - 1, 0)
         x2 += np.where(informative, terms.sum(axis=1), 0.0)
-        df += np.where(informative, np.maximum(cells - 1, 0), 0)
+        df += np.where(informative, cells, 0)
+        df_all += cells
     with np.errstate(divide="ignore", invalid="ignore"):
         phi = np.where(df >= 3, x2 / df, 1.0)
-    return np.asarray(np.maximum(phi, 1.0))
+    # Without three degrees of freedom in all there is nothing to measure the spread on.
+    return np.asarray(np.maximum(phi, 1.0)), np.asarray(np.where(df >= 3, df, df_all))
 
 
-def rank_dispersion(latency_c: FloatArray, latency_b: FloatArray) -> FloatArray:
+def rank_dispersion(latency_c: FloatArray, latency_b: FloatArray) -> tuple[FloatArray, FloatArray]:
     """Overdispersion of rank data between blocks, per scope (arrays scopes x blocks x
     buckets): each block's mean mid-ridit against the pooled distribution of both tracks,
     compared with its variance under independent requests (1 - sum of cubed bucket shares,
     over 12, per request), around each track's own mean; floored at 1. It is the design
     effect that inflates Mann-Whitney's variance when requests come in correlated groups
-    (a slow instance for a while, a noisy neighbour)."""
+    (a slow instance for a while, a noisy neighbour). Returns it with its degrees of freedom."""
     c = np.asarray(latency_c, dtype=np.float64)
     b = np.asarray(latency_b, dtype=np.float64)
     pooled = c.sum(axis=1) + b.sum(axis=1)  # scopes x buckets
@@ -291,7 +334,38 @@ def rank_dispersion(latency_c: FloatArray, latency_b: FloatArray) -> FloatArray:
         df += np.maximum((n > 0).sum(axis=1) - 1, 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         phi = np.where((df >= 3) & (sigma2 > 0), x2 / (sigma2 * df), 1.0)
-    return np.asarray(np.maximum(phi, 1.0))
+    return np.asarray(np.maximum(phi, 1.0)), np.asarray(df)
+
+
+def shared_dispersion(phi: FloatArray, n: FloatArray) -> FloatArray:
+    """Per scope (row 0 the aggregate, then its tenants): the larger of the scope's own
+    dispersion and the share of the aggregate's extra variance its size implies. Noise that
+    hits a whole track (a slow instance) inflates a tenant's variance in proportion to the
+    tenant's requests per block; the aggregate measures it on far more data than any tenant."""
+    phi = np.asarray(phi, dtype=np.float64)
+    n = np.asarray(n, dtype=np.float64)
+    if phi.size <= 1 or n[0] <= 0:
+        return phi
+    implied = 1.0 + (phi[0] - 1.0) * n / n[0]
+    return np.asarray(np.maximum(phi, implied))
+
+
+def quasi_p_values(p: FloatArray, phi: FloatArray, df: FloatArray) -> FloatArray:
+    """A p-value computed with an estimated dispersion, referred to Student's t on the
+    dispersion's degrees of freedom (quasi-likelihood): its normal-equivalent deviate is read
+    as a t statistic. At the tiny levels a delivery's budget needs, the normal reference would
+    be far too liberal with ten or twenty blocks. Without overdispersion (phi 1) p stands."""
+    p = np.asarray(p, dtype=np.float64)
+    df = np.asarray(df, dtype=np.float64)
+    z = special.ndtri(1.0 - np.clip(p, 1e-300, 1.0))
+    t = stats.t.sf(z, np.maximum(df, 1.0))
+    corrected = np.where(np.asarray(phi) > 1.0, np.maximum(p, t), p)
+    # Fewer than MIN_DF degrees of freedom (4 blocks a track): the spread cannot be measured,
+    # and a spell of noise as long as the window would look like an effect; nothing is shown.
+    return np.asarray(np.where(df >= MIN_DF, corrected, 1.0), dtype=np.float64)
+
+
+MIN_DF = 6
 
 
 def requests_for_power(

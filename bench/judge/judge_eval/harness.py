@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
-
 from delivery.judge import judge
 from delivery.judge_policy import JudgePolicy
-from delivery.simulation.baselines import ARGO, FLAGGER, ThresholdJudge, threshold_fail_times
-from delivery.simulation.observe import observation, run_intervals
-from delivery.simulation.scenarios import Scenario, affected_tenants, tenant_shares, track_effects
-from delivery.simulation.traffic import FloatArray, TrackCounts, TrafficModel, generate_track
+
+from judge_eval.baselines import ARGO, FLAGGER, ThresholdJudge, threshold_fail_times
+from judge_eval.observe import observation, run_intervals
+from judge_eval.scenarios import Scenario, affected_tenants, tenant_shares, track_effects
+from judge_eval.traffic import FloatArray, TrackCounts, TrafficModel, generate_track
 
 BATCH = 200  # runs generated at once: bounds memory (runs x tenants x intervals x buckets)
 
