@@ -11,7 +11,7 @@ run() { printf '[test] %s\n' "$*"; "$@"; }
 
 run "${UV[@]}" run --locked ruff check .
 run "${UV[@]}" run --locked ruff format --check .
-run "${UV[@]}" run --locked mypy
+run scripts/typecheck.sh
 set +e
 run "${UV[@]}" run --locked pytest "$@"
 status=$?

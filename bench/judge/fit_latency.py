@@ -26,13 +26,14 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from image_contracts.metrics import REQUEST_DURATION
 from prometheus_client.parser import text_string_to_metric_families
 from scipy import optimize, stats
 
 KEY = "fit-latency-demo-key-0123456789abcdef"
 WIDTHS = (160, 240, 320, 480, 640, 800, 1024)
 FORMATS = ("jpeg", "webp")
-METRIC = "image_service_http_request_duration_seconds"
+METRIC = REQUEST_DURATION
 
 
 def free_port() -> int:

@@ -2,8 +2,8 @@
 
 The service's own byte parsers (`formats.sniff`, `container_intact`, metadata accounting) are
 Python, so atheris' coverage feedback reaches them; libvips runs behind them uninstrumented.
-Contract checked per input: `transform.probe` either accepts or raises `ApiError` with a 4xx;
-with `--render`, every accepted input must also render or raise a 4xx `ApiError` (a pyvips error
+Contract checked per input: `transform.probe` either accepts or raises `DomainError` with a 4xx;
+with `--render`, every accepted input must also render or raise a 4xx `DomainError` (a pyvips error
 there is a 500 in the service). Anything else is a crash: libFuzzer saves the input as
 results/crash-<sha1>.
 
@@ -30,7 +30,8 @@ def child(render_too: bool, libfuzzer_args: list[str]) -> None:
     with atheris.instrument_imports():
         from image_service import formats, transform
     from image_service.config import Limits
-    from image_service.errors import ApiError
+    from image_service.errors import DomainError
+    from image_service.http_errors import status_of
     from image_service.options import parse_options
 
     transform.harden_libvips(1)
@@ -44,8 +45,8 @@ def child(render_too: bool, libfuzzer_args: list[str]) -> None:
             if render_too:
                 # A 4xx from render is a valid answer (e.g. output_too_large for a tall strip).
                 transform.render(data, options, info.format, limits, (255, 255, 255))
-        except ApiError as exc:
-            if exc.status >= 500:
+        except DomainError as exc:
+            if status_of(exc.code) >= 500:
                 raise
 
     atheris.Setup([sys.argv[0], *libfuzzer_args], one)

@@ -41,6 +41,7 @@ class Workload:
     name: str
     sources: tuple[str, ...]  # source kinds, repeated by weight
     width: int
+    fmt: str = "jpeg"  # output format
 
 
 WORKLOADS = (
@@ -48,11 +49,13 @@ WORKLOADS = (
     Workload("2000x1333 PNG -> 400 px JPEG q80", ("png",), 400),
     Workload("2000x1333 WebP -> 400 px JPEG q80", ("webp",), 400),
     Workload("6000x4000 JPEG -> 500 px JPEG q80", ("big",), 500),
+    Workload("2000x1333 JPEG -> 400 px AVIF", ("jpeg",), 400, "avif"),
     Workload(
         "mix 60% JPEG / 25% PNG / 15% WebP", ("jpeg",) * 12 + ("png",) * 5 + ("webp",) * 3, 400
     ),
 )
 EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "big": "jpg"}
+MIME = {"jpeg": "image/jpeg", "avif": "image/avif"}
 
 
 @dataclass
@@ -273,7 +276,8 @@ def measure_raw(workload: Workload, sources: dict[str, list[Path]], seconds: flo
     def one(i: int) -> None:
         kind, variant, width = plan[i]
         started = time.perf_counter()
-        render(data[kind][variant], RenditionOptions(width=width), "jpeg", limits, (255, 255, 255))
+        options = RenditionOptions(width=width)
+        render(data[kind][variant], options, workload.fmt, limits, (255, 255, 255))
         latencies.append(time.perf_counter() - started)
 
     for i in range(4):
@@ -393,7 +397,8 @@ def main() -> int:
             row.results["raw"] = measure_raw(row.workload, sources, seconds)
             plan = url_plan(row.workload, 10_000)
             print(f"[bench] {name}: (b) service cold + stored", file=sys.stderr)
-            cold = [f"/v1/bench/images/{ids[k][v]}?w={w}&format=jpeg" for k, v, w in plan]
+            fmt = row.workload.fmt
+            cold = [f"/v1/bench/images/{ids[k][v]}?w={w}&format={fmt}" for k, v, w in plan]
             reset_peak(process_tree(spid))
             row.results["cold"] = wrk(base, cold, seconds, f"service-cold-{n}")
             row.results["cold"].rss_mb = peak_rss_mb(process_tree(spid))
@@ -406,10 +411,14 @@ def main() -> int:
             row.results["stored"].rss_mb = peak_rss_mb(process_tree(spid))
             print(f"[bench] {name}: (c) thumbor", file=sys.stderr)
             paths = [
-                f"/unsafe/{w}x0/filters:quality(80):format(jpeg)/{k}-{v:02d}.{EXTENSIONS[k]}"
+                f"/unsafe/{w}x0/filters:quality(80):format({fmt})/{k}-{v:02d}.{EXTENSIONS[k]}"
                 for k, v, w in plan
             ]
-            httpx.get(tb + paths[0], timeout=30).raise_for_status()
+            warm = httpx.get(tb + paths[0], timeout=30)
+            if warm.status_code != 200 or MIME[fmt] not in warm.headers.get("content-type", ""):
+                print(f"  thumbor cannot produce {fmt} here: n/a", file=sys.stderr)
+                row.results["thumbor"] = Result(0.0, 0.0, 0.0)
+                continue
             workers = process_tree(tpid)[1:] or [tpid]
             reset_peak(workers)
             row.results["thumbor"] = wrk(tb, paths, seconds, f"thumbor-{n}")
@@ -444,7 +453,10 @@ def render_report(
     rows: list[Row], static: Result, seconds: int, idle_rss: float, load0: float, load1: float
 ) -> str:
     def cell(r: Result) -> str:
-        return f"{r.rps:.0f} ({r.p50_ms:.1f} / {r.p99_ms:.1f})"
+        return f"{r.rps:.0f} ({r.p50_ms:.1f} / {r.p99_ms:.1f})" if r.rps else "n/a"
+
+    def ratio(a: Result, b: Result) -> float:
+        return a.rps / b.rps if b.rps else float("nan")
 
     vips = f"{pyvips.version(0)}.{pyvips.version(1)}.{pyvips.version(2)}"
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
@@ -486,8 +498,8 @@ def render_report(
         r = row.results
         lines.append(
             f"| {row.workload.name} | {cell(r['raw'])} | {cell(r['cold'])} | {cell(r['stored'])} |"
-            f" {cell(r['thumbor'])} | {r['cold'].rps / r['thumbor'].rps:.2f}x |"
-            f" {r['cold'].rps / r['raw'].rps:.2f}x |"
+            f" {cell(r['thumbor'])} | {ratio(r['cold'], r['thumbor']):.2f}x |"
+            f" {ratio(r['cold'], r['raw']):.2f}x |"
         )
     big = next(row for row in rows if row.workload.sources == ("big",))
     mix = rows[-1]
@@ -509,34 +521,35 @@ def render_report(
         "",
         "Targets:",
     ]
+    avif = next(row for row in rows if row.workload.fmt == "avif")
     checks = [
         (
-            "mixed >= 1.5x thumbor (goal 2x)",
-            mix.results["cold"].rps / mix.results["thumbor"].rps,
-            1.5,
+            "cold JPEG >= 1.2x thumbor",
+            ratio(rows[0].results["cold"], rows[0].results["thumbor"]),
+            1.2,
         ),
-        ("JPEG >= 1.0x thumbor", rows[0].results["cold"].rps / rows[0].results["thumbor"].rps, 1.0),
-        ("PNG >= 2x thumbor", rows[1].results["cold"].rps / rows[1].results["thumbor"].rps, 2.0),
-        ("WebP >= 2x thumbor", rows[2].results["cold"].rps / rows[2].results["thumbor"].rps, 2.0),
+        ("cold mix >= 1.8x thumbor", ratio(mix.results["cold"], mix.results["thumbor"]), 1.8),
+        (
+            "cold JPEG >= 0.95x raw libvips",
+            ratio(rows[0].results["cold"], rows[0].results["raw"]),
+            0.95,
+        ),
+        ("cold AVIF >= 1x thumbor AVIF", ratio(avif.results["cold"], avif.results["thumbor"]), 1.0),
+        ("6000x4000 speed >= 1x thumbor", ratio(big.results["cold"], big.results["thumbor"]), 1.0),
         ("stored >= 0.8x static endpoint", stored_ratio, 0.8),
     ]
-    checks += [
-        (
-            f"cold >= 0.9x raw: {row.workload.name}",
-            row.results["cold"].rps / row.results["raw"].rps,
-            0.9,
-        )
-        for row in rows
-    ]
-    rss_ok = big.results["cold"].rss_mb <= big.results["thumbor"].rss_mb
+    per_worker = (big.results["cold"].rss_mb - idle_rss) / 2
+    rss_ok = big.results["cold"].rss_mb / 2 <= 2 * big.results["thumbor"].rss_mb
     for name, value, target in checks:
-        lines.append(f"- {'met' if value >= target else 'NOT met'}: {name} — measured {value:.2f}x")
+        verdict = "n/a" if value != value else ("met" if value >= target else "NOT met")
+        lines.append(f"- {verdict}: {name} — measured {value:.2f}x")
     lines.append(
-        f"- {'met' if rss_ok else 'NOT met'}: peak RSS per worker <= a thumbor process "
-        "(6000x4000) — "
-        f"{big.results['cold'].rss_mb:.0f} MB vs {big.results['thumbor'].rss_mb:.0f} MB"
+        f"- {'met' if rss_ok else 'NOT met'}: peak RSS per worker <= 2x a thumbor process "
+        "(6000x4000; the service's one process holds 2 workers) — "
+        f"{big.results['cold'].rss_mb / 2:.0f} MB per worker ({per_worker:.0f} MB above idle) vs "
+        f"{big.results['thumbor'].rss_mb:.0f} MB"
     )
-    missed = {name.split(":")[0] for name, value, target in checks if value < target}
+    missed = {name for name, value, target in checks if value < target}
     reasons = {
         "stored >= 0.8x static endpoint": (
             "Stored renditions: each one still runs the whole request pipeline (tenant lookup, "
@@ -545,7 +558,7 @@ def render_report(
             "call) around the same file read the static endpoint does alone; in Python that "
             "pipeline costs about as much as the read and the HTTP handling together."
         ),
-        "cold >= 0.9x raw": (
+        "cold JPEG >= 0.95x raw libvips": (
             "Cold vs raw: raw pyvips has both cores to itself, while the service shares them "
             "with the event loop (HTTP parsing, the storage write of every rendition) and with "
             "wrk itself; the gap is largest where the render is cheapest (JPEG)."

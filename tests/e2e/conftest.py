@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 from delivery.config import load
-from delivery.ledger import FileLedger, deliveries
+from delivery.ledger import FileLedger, deliveries, to_json
 from delivery.local_env import LocalEnvironment
 
 ENV = "e2e"
@@ -125,7 +125,20 @@ class LocalEnv:
         )
 
     def deliveries(self) -> list[dict[str, Any]]:
-        return deliveries(FileLedger(self.ledger_path).read().records, ENV)
+        """Each delivery as the ledger file holds it: its `finished` record, or for one still
+        open its subject, steps and no outcome."""
+        views = deliveries(FileLedger(self.ledger_path).read().records, ENV)
+        return [
+            to_json(v.finished)
+            if v.finished is not None
+            else {
+                **v.subject.to_json(),
+                "delivery_id": v.delivery_id,
+                "steps": [s.to_json() for s in v.steps],
+                "outcome": None,
+            }
+            for v in views
+        ]
 
     def last(self, version: str) -> dict[str, Any]:
         found = [d for d in self.deliveries() if d.get("version") == version]

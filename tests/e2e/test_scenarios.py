@@ -35,7 +35,8 @@ def diff(
 
 
 def stable_version(local_env: Any) -> str:
-    return str(local_env.env.read()["tracks"]["stable"]["version"])
+    stable = local_env.env.track("stable")
+    return str(stable.version) if stable is not None else ""
 
 
 def test_1_good_version_is_promoted_without_user_errors(local_env: Any) -> None:
@@ -183,7 +184,7 @@ def test_deliverer_killed_at_each_stage_converges_and_never_promotes_unsafely(
     env = local_env.env
     assert env.track("canary") is None
     assert env.track("baseline") is None
-    assert env.read()["weight"] == 0
+    assert env.read().weight == 0
     stable = stable_version(local_env)
     records = [d for d in local_env.deliveries() if d.get("version") == version]
     if stable == version:
@@ -250,7 +251,7 @@ def test_a_canary_that_crashes_before_taking_traffic_is_never_promoted(local_env
     assert stable_version(local_env) == stable
     assert local_env.env.track("canary") is None
     assert local_env.env.track("baseline") is None
-    assert local_env.env.read()["weight"] == 0
+    assert local_env.env.read().weight == 0
     assert not any(d.get("outcome") == "promoted" for d in local_env.deliveries()
                    if d.get("version") == "crashloop")  # fmt: skip
 
@@ -280,7 +281,7 @@ def test_host_state_after_deliveries(local_env: Any) -> None:
     # Prometheus scrapes every running track up (slots with no process are expected down).
     targets = httpx.get(f"{env.prometheus_url()}/api/v1/targets", timeout=5).json()
     health = {t["labels"]["instance"]: t["health"] for t in targets["data"]["activeTargets"]}
-    running = [f"127.0.0.1:{t['proc']['port']}" for t in env.read()["tracks"].values()]
+    running = [f"127.0.0.1:{t.proc.port}" for t in env.read().tracks.values()]
     assert running
     assert {i: health.get(i) for i in running} == dict.fromkeys(running, "up"), health
     # The HAProxy config validates.

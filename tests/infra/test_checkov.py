@@ -66,7 +66,8 @@ def checkov_report(
     )  # fmt: skip
     assert result.stdout.strip(), result.stderr[-2000:]
     report = json.loads(result.stdout)
-    return report[0] if isinstance(report, list) else report
+    found: dict[str, Any] = report[0] if isinstance(report, list) else report
+    return found
 
 
 def _failed(report: dict[str, Any]) -> list[dict[str, Any]]:

@@ -83,8 +83,8 @@ def test_weights_mirror_the_canary_on_the_baseline(
     [
         ({"canaryWeight": "51"}, "canaryWeight"),
         ({"canaryWeight": "ten"}, "canaryWeight must be an integer"),
-        ({"stableVersion": "latest"}, "immutable tag"),
-        ({"canaryVersion": "main"}, "immutable tag"),
+        ({"stableVersion": "latest"}, "moving name"),
+        ({"canaryVersion": "main"}, "moving name"),
         ({"kubernetesVersion": "1.24"}, "standard support"),
         ({"endpointPublicAccess": "true"}, "endpointPublicCidrs is required"),
         (
@@ -146,10 +146,14 @@ def test_tenants_give_ids_and_generated_secret_names() -> None:
         ("title = 'no tenants'", "at least one"),
         ('[tenants.Bad_Id]\napi_key_sha256 = ["x"]', "tenant id"),
         (
-            '[tenants.a]\nsigning_secrets = ["env:SECRET"]',
+            f'[tenants.a]\napi_key_sha256 = ["{"a" * 64}"]\nsigning_secrets = ["env:SECRET"]',
             "must be file:/etc/image-service/signing",
         ),
-        ('[tenants.a]\nsigning_secrets = ["file:/tmp/s"]', "must be file:"),
+        (
+            f'[tenants.a]\napi_key_sha256 = ["{"a" * 64}"]\nsigning_secrets = ["file:/tmp/s"]',
+            "must be file:",
+        ),
+        ('[tenants.a]\nsigning_secrets = ["file:/tmp/s"]', "api_key_sha256 must be a non-empty"),
     ],
 )
 def test_bad_tenants_are_refused(tenants: str, message: str) -> None:

@@ -21,7 +21,7 @@ def is_builtin(obj: dict[str, Any]) -> bool:
 
 
 def kube_version(resources: list[Recorded]) -> str:
-    return next(r.inputs["version"] for r in resources if r.type == "eks:index:Cluster")
+    return str(next(r.inputs["version"] for r in resources if r.type == "eks:index:Cluster"))
 
 
 def validate(obj: dict[str, Any], version: str) -> None:

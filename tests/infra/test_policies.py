@@ -349,11 +349,11 @@ def _open_ingress(resources: list[Recorded]) -> list[tuple[str, int, int]]:
     rules: list[tuple[str, dict[str, Any]]] = []
     for sg in of(resources, "ec2/securityGroup:SecurityGroup"):
         rules += [(sg.name, rule) for rule in sg.inputs.get("ingress", [])]
-    for rule in of(resources, "ec2/securityGroupRule:SecurityGroupRule"):
-        if rule.inputs.get("type") == "ingress":
-            rules.append((rule.name, rule.inputs))
-    for rule in of(resources, "vpc/securityGroupIngressRule:SecurityGroupIngressRule"):
-        rules.append((rule.name, {**rule.inputs, "cidrBlocks": [rule.inputs.get("cidrIpv4")]}))
+    for res in of(resources, "ec2/securityGroupRule:SecurityGroupRule"):
+        if res.inputs.get("type") == "ingress":
+            rules.append((res.name, res.inputs))
+    for res in of(resources, "vpc/securityGroupIngressRule:SecurityGroupIngressRule"):
+        rules.append((res.name, {**res.inputs, "cidrBlocks": [res.inputs.get("cidrIpv4")]}))
     out = []
     for name, rule in rules:
         cidrs = set(rule.get("cidrBlocks") or []) | set(rule.get("ipv6CidrBlocks") or [])
@@ -670,16 +670,16 @@ def _k8s_find(resources: list[Recorded], kind: str, name: str) -> Recorded:
 
 
 def _container(resources: list[Recorded]) -> dict[str, Any]:
-    return _k8s_find(resources, "Deployment", "image-service-stable").inputs["spec"]["template"][
-        "spec"
-    ]["containers"][0]
+    deployment = _k8s_find(resources, "Deployment", "image-service-stable")
+    container: dict[str, Any] = deployment.inputs["spec"]["template"]["spec"]["containers"][0]
+    return container
 
 
 def _add(resources: list[Recorded], type_: str, name: str, inputs: dict[str, Any]) -> None:
     resources.append(Recorded(type_, name, inputs, "", True))
 
 
-Breaker = Callable[[list[Recorded]], None]
+Breaker = Callable[[list[Recorded]], object]  # breaks the resources in place
 NEGATIVE_CASES: list[tuple[str, str, Breaker]] = [
     # S3
     (

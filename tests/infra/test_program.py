@@ -2,6 +2,7 @@
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -57,14 +58,14 @@ def test_stack_files_hold_only_declared_config(repo_root: Path) -> None:
         assert keys - {"aws:region"} <= {f"image-platform:{k}" for k in KEYS}, env
 
 
-def _route(resources: list[Recorded]) -> dict:
+def _route(resources: list[Recorded]) -> dict[str, Any]:
     routes = [
         manifest(r) for r in _of(resources, "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute")
     ]
     return next(r for r in routes if r["metadata"]["name"] == "image-service")
 
 
-def _deployments(resources: list[Recorded]) -> dict[str, dict]:
+def _deployments(resources: list[Recorded]) -> dict[str, dict[str, Any]]:
     return {
         manifest(r)["metadata"]["name"]: manifest(r)
         for r in _of(resources, "kubernetes:apps/v1:Deployment")

@@ -1,12 +1,22 @@
-"""The `deliver` CLI surface: complete help, exit codes for bad input, ledger/dora output, and the
-CI job summary + chart (no local environment needed)."""
+"""The `deliver` CLI surface: complete help, exit codes for bad input, ledger/dora output, the
+CI job summary + chart, signals, and read-only commands that start nothing (observed: processes
+left behind, files written)."""
 
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
-from delivery import chart, cli
-from delivery.ledger import SCHEMA_VERSION, FileLedger
+from delivery import chart, cli, procs, rundir
+from delivery.flow import Stopped
+from delivery.ledger import SCHEMA_VERSION, FileLedger, Finished, from_json
+from delivery.local_state import EnvState, StateFile, TrackRun
+from delivery.versions import Launch
 
 COMMANDS = ["run", "status", "abort", "ledger", "dora", "env"]
 
@@ -106,14 +116,20 @@ def test_summary_and_chart_from_a_record(tmp_path: Path) -> None:
             ]
         },
     }
-    rec = {
-        "version": "v2",
-        "env": "staging",
-        "outcome": "aborted",
-        "reason": "bad",
-        "steps": [step],
-    }
-    labels, canary, baseline = chart.series(rec["steps"], "error_ratio")  # type: ignore[arg-type]
+    rec = from_json(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "kind": "finished",
+            "delivery_id": "d",
+            "version": "v2",
+            "env": "staging",
+            "outcome": "aborted",
+            "reason": "bad",
+            "steps": [step],
+        }
+    )
+    assert isinstance(rec, Finished)
+    labels, canary, baseline = chart.series(rec.steps, "error_ratio")
     assert (labels, canary, baseline) == (["10%"], [0.05], [0.0])
     png = tmp_path / "c.png"
     chart.render(rec, png)
@@ -124,8 +140,121 @@ def test_summary_and_chart_from_a_record(tmp_path: Path) -> None:
             return "| metric |\n|---|\n" if markdown else "plain"
 
     summary = tmp_path / "summary.md"
-    cli.write_summary(summary, rec, [FakeVerdict()])
+    cli.write_summary(summary, rec, [FakeVerdict()])  # type: ignore[list-item]
     text = summary.read_text()
     assert "**ABORTED**" in text
     assert "### Step 1: 10%" in text
     assert "| metric |" in text
+
+
+# --- read-only commands on a stopped local environment -------------------------------------
+
+# Runs a command as a child subreaper: whatever the command leaves running (a detached Prometheus,
+# HAProxy, traffic generator or service) is re-parented here and listed, then killed.
+OBSERVER = r"""
+import ctypes, json, os, signal, subprocess, sys
+from pathlib import Path
+ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+done = subprocess.run(sys.argv[1:], capture_output=True, text=True, timeout=120)
+left = []
+for stat in Path("/proc").glob("[0-9]*/stat"):
+    try:
+        text = stat.read_text()
+    except OSError:
+        continue
+    if int(text[text.rindex(")") + 2 :].split()[1]) == os.getpid():
+        pid = int(stat.parent.name)
+        left.append((Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()))
+        os.kill(pid, signal.SIGKILL)
+print(json.dumps({"code": done.returncode, "out": done.stdout, "err": done.stderr, "left": left}))
+"""
+
+
+def observed(repo: Path, *args: str) -> dict[str, Any]:
+    deliver = [sys.executable, "-m", "delivery.cli", *args, "--env", "local", "--repo", str(repo)]
+    done = subprocess.run(
+        [sys.executable, "-c", OBSERVER, *deliver],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=repo,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def tree(root: Path) -> dict[str, tuple[int, int]]:
+    return {
+        str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in root.rglob("*")
+        if not p.is_symlink()
+    }
+
+
+@pytest.fixture
+def scratch_repo(tmp_path: Path, repo_root: Path) -> Path:
+    """A repository root the CLI accepts, with the real local policy and nothing running."""
+    repo = tmp_path / "repo"
+    shutil.copytree(repo_root / "environments", repo / "environments")
+    shutil.copy(repo_root / "Pulumi.yaml", repo / "Pulumi.yaml")
+    return repo
+
+
+def dead_proc(name: str, tmp_path: Path) -> procs.Proc:
+    """A process that ran and exited, as the state file recorded it."""
+    with subprocess.Popen(["true"]) as child:
+        child.wait()
+    proc = procs.Proc(name, child.pid, 0, procs.free_port(), str(tmp_path / f"{name}.log"))
+    assert not procs.alive(proc)
+    return proc
+
+
+@pytest.mark.parametrize("command", ["status", "abort"])
+@pytest.mark.parametrize("history", ["never started", "stopped after running"])
+def test_read_only_commands_on_a_stopped_environment_start_nothing(
+    scratch_repo: Path, tmp_path: Path, command: str, history: str
+) -> None:
+    state_dir = scratch_repo / ".state" / "local"
+    if history == "stopped after running":
+        # What a machine reboot leaves: a state file whose processes are all gone, and a ledger.
+        launch = Launch("v1", ("python", "-m", "image_service"))
+        stopped = EnvState(
+            tracks={"stable": TrackRun("v1", launch, dead_proc("service-stable", tmp_path))},
+            haproxy=dead_proc("haproxy", tmp_path),
+            prometheus=dead_proc("prometheus", tmp_path),
+        )
+        StateFile(state_dir).update(lambda _: stopped)
+        ledger = FileLedger(scratch_repo / ".state" / "ledger" / "local.jsonl")
+        ledger.append(
+            record("v1", "promoted", "2026-01-01T00:00:00+00:00", "2026-01-01T00:01:00+00:00")
+        )
+    before = tree(scratch_repo)
+    shown = observed(scratch_repo, command)
+    assert shown["code"] == 0, shown["err"]
+    assert shown["left"] == []  # no process outlived the command
+    assert "stopped" in shown["out"]
+    assert tree(scratch_repo) == before  # no state, lock, ledger, version or worktree written
+    assert not rundir.path_for(state_dir).exists()  # no socket directory either
+    if command == "status" and history == "stopped after running":
+        assert "stable:  v1" in shown["out"]
+        assert "last:    v1 promoted" in shown["out"]
+
+
+def test_signals_stop_a_delivery_only_inside_the_stoppable_block() -> None:
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    with pytest.raises(Stopped, match="stopped by signal SIGTERM"), cli.stop_on_signals():
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert {s: signal.getsignal(s) for s in before} == before  # handlers restored
+
+
+def test_a_library_value_error_mid_command_is_an_error_in_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(args: object) -> int:
+        raise ValueError("bad value deep in a library\nwith a second line")
+
+    monkeypatch.setattr(cli, "cmd_dora", broken)
+    assert cli.main(["dora", "--ledger", "x.jsonl"]) == 1
+    err = capsys.readouterr().err
+    assert err == "deliver: error: ValueError: bad value deep in a library\n"

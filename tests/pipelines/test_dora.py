@@ -1,19 +1,24 @@
 """DORA figures derived from finished ledger deliveries."""
 
-from typing import Any
-
 from delivery.dora import dora
+from delivery.ledger import DeliveryView, Finished, Outcome, Subject
 
 
-def d(version: str, outcome: str, start: str, end: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "version": version,
-        "outcome": outcome,
-        "started_at": f"2026-01-01T{start}+00:00",
-        "ended_at": f"2026-01-01T{end}+00:00",
-        "commit_time": f"2026-01-01T{start}+00:00",
-        **extra,
-    }
+def d(version: str, outcome: str, start: str, end: str, fixes: str = "") -> DeliveryView:
+    """A finished delivery as the ledger folds it."""
+    subject = Subject(
+        version,
+        commit_time=f"2026-01-01T{start}+00:00",
+        fixes=fixes,
+        started_at=f"2026-01-01T{start}+00:00",
+    )
+    ended = f"2026-01-01T{end}+00:00"
+    finished = Finished(f"d-{version}", "t", ended, subject, ended, Outcome(outcome), "why")
+    return DeliveryView(f"d-{version}", "t", subject, (), finished)
+
+
+def still_open(version: str) -> DeliveryView:
+    return DeliveryView(f"d-{version}", "t", Subject(version), (), None)
 
 
 def test_empty_ledger_has_no_figures() -> None:
@@ -29,8 +34,9 @@ def test_figures_from_a_small_history() -> None:
         d("v2", "aborted", "01:00:00", "01:02:00"),
         d("v3", "promoted", "02:00:00", "02:10:00"),
         d("v4", "promoted", "03:00:00", "03:10:00", fixes="v3"),
-        {"version": "v5", "outcome": "refused"},  # never reached the canary
-        {"version": "v6", "outcome": None},  # still open
+        d("v5", "refused", "02:30:00", "02:30:00"),  # never reached the canary
+        d("v7", "applied", "02:40:00", "02:41:00"),  # a platform delivery: no canary either
+        still_open("v6"),
     ]
     figures = dora(history)
     assert (figures.deliveries, figures.promoted, figures.aborted) == (4, 3, 1)

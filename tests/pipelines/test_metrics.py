@@ -9,6 +9,7 @@ import httpx
 import pytest
 from delivery.metrics import (
     MetricsUnavailableError,
+    Points,
     PrometheusSource,
     Window,
     build_track,
@@ -30,9 +31,9 @@ def test_queries_select_track_version_and_api_routes() -> None:
 
 
 def test_build_track_turns_cumulative_buckets_into_counts() -> None:
-    requests = {("acme",): {10.0: 10.0, 12.0: 4.0}}
-    errors = {("acme",): {10.0: 11.0}}  # extrapolation noise above requests is clamped
-    buckets = {
+    requests: Points = {("acme",): {10.0: 10.0, 12.0: 4.0}}
+    errors: Points = {("acme",): {10.0: 11.0}}  # extrapolation noise above requests is clamped
+    buckets: Points = {
         ("acme", "0.1"): {10.0: 6.0, 12.0: 4.0},
         ("acme", "1.0"): {10.0: 9.0, 12.0: 4.0},
         ("acme", "+Inf"): {10.0: 10.0, 12.0: 4.0},

@@ -4,7 +4,7 @@
   relative to the deliverer's clock: a fake Prometheus HTTP API on 127.0.0.1 serves the window,
   `delivery.metrics.PrometheusSource` reads it, and `delivery.judge.judge` with the local
   environment's own policy decides. When the source raises, the observation is the package's
-  `empty_observation` (what the orchestrator substitutes). An unsafe promotion is a `pass` in any
+  `empty_observation` (what the delivery flow substitutes). An unsafe promotion is a `pass` in any
   fault case; controls prove the same rig does pass a healthy canary and fail a bad one.
 - The ledger truncated mid-line, and two writers at once.
 - Two deliverers at once, and a deliverer killed while holding the lock.
@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -231,31 +231,48 @@ def test_two_writers_never_interleave(tmp_path: Path) -> None:
         assert [r["n"] for r in read.records if r["w"] == name] == list(range(300))
 
 
-def test_second_deliverer_is_refused_and_a_killed_one_frees_the_lock(tmp_path: Path) -> None:
-    path = tmp_path / "locks" / "deliver-local.lock"
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, time; from pathlib import Path; from delivery.lock import delivery_lock\n"
-         "with delivery_lock(Path(sys.argv[1]), 'local'):\n"
-         "    print('held', flush=True); time.sleep(60)\n", str(path)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
+HOLDER = (
+    "import sys, time; from pathlib import Path; from delivery.lock import delivery_lock\n"
+    "with delivery_lock(Path(sys.argv[1]), 'local'):\n"
+    "    print('held', flush=True); time.sleep(60)\n"
+)
+
+
+@pytest.fixture
+def lock_holder() -> Iterator[Callable[[Path], subprocess.Popen[str]]]:
+    """Start a deliverer stand-in that holds the env's lock; returns once it says it holds it."""
+    started: list[subprocess.Popen[str]] = []
+
+    def hold(path: Path) -> subprocess.Popen[str]:
+        holder = subprocess.Popen(
+            [sys.executable, "-c", HOLDER, str(path)], stdout=subprocess.PIPE, text=True
+        )
+        started.append(holder)
         assert holder.stdout is not None
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(lock.BusyError) as busy, lock.delivery_lock(path, "local"):
-            pass
-        assert busy.value.pid == holder.pid
-        holder.kill()  # kill -9 of the running deliverer
-        holder.wait(timeout=10)
-        with lock.delivery_lock(path, "local"):
-            acquired = True
-    finally:
+        return holder
+
+    yield hold
+    for holder in started:
         if holder.poll() is None:
             holder.kill()
-            holder.wait()
+        holder.wait(timeout=10)
         if holder.stdout is not None:
             holder.stdout.close()
+
+
+def test_second_deliverer_is_refused_and_a_killed_one_frees_the_lock(
+    tmp_path: Path, lock_holder: Callable[[Path], subprocess.Popen[str]]
+) -> None:
+    path = tmp_path / "locks" / "deliver-local.lock"
+    holder = lock_holder(path)
+    with pytest.raises(lock.BusyError) as busy, lock.delivery_lock(path, "local"):
+        pass
+    assert busy.value.pid == holder.pid
+    holder.kill()  # kill -9 of the running deliverer
+    holder.wait(timeout=10)
+    with lock.delivery_lock(path, "local"):
+        acquired = True
     record("pipeline: two deliverers", second_refused=True, lock_free_after_kill=acquired)
 
 
@@ -277,27 +294,12 @@ def scratch_repo(tmp_path: Path) -> Path:
     return repo
 
 
-def test_cli_refuses_a_second_deliverer(tmp_path: Path) -> None:
+def test_cli_refuses_a_second_deliverer(
+    tmp_path: Path, lock_holder: Callable[[Path], subprocess.Popen[str]]
+) -> None:
     repo = scratch_repo(tmp_path)
-    path = repo / ".state" / "locks" / "deliver-local.lock"
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, time; from pathlib import Path; from delivery.lock import delivery_lock\n"
-         "with delivery_lock(Path(sys.argv[1]), 'local'):\n"
-         "    print('held', flush=True); time.sleep(60)\n", str(path)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "held"
-        second = deliver(
-            "run", "--env", "local", "--version", "HEAD", "--repo", str(repo), cwd=repo
-        )
-    finally:
-        holder.kill()
-        holder.wait()
-        if holder.stdout is not None:
-            holder.stdout.close()
+    holder = lock_holder(repo / ".state" / "locks" / "deliver-local.lock")
+    second = deliver("run", "--env", "local", "--version", "HEAD", "--repo", str(repo), cwd=repo)
     record("pipeline: second deliverer via CLI", exit_code=second.returncode)
     assert second.returncode == 5, second.stderr
     assert f"pid {holder.pid}" in second.stderr

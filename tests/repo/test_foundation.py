@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-TOP_LEVEL = ["platform", "service", "pipelines", "environments", "tests", "docs"]
+TOP_LEVEL = ["contracts", "platform", "service", "pipelines", "environments", "tests", "docs"]
 
 
 def test_each_top_level_folder_explains_itself(repo_root: Path) -> None:
@@ -61,6 +61,14 @@ def test_service_runtime_closure_has_no_pulumi_or_pipeline(repo_root: Path) -> N
     assert leaked == set()
 
 
+def test_contracts_member_pulls_in_nothing(repo_root: Path) -> None:
+    # Every member depends on the contracts, so anything they depend on reaches the service image.
+    assert _runtime_closure(_lock_packages(repo_root), "image-contracts") == {"image-contracts"}
+    packages = _lock_packages(repo_root)
+    for member in ("image-service", "delivery", "infra"):
+        assert "image-contracts" in _runtime_closure(packages, member), member
+
+
 def test_closure_walk_would_see_pulumi(repo_root: Path) -> None:
     # Negative control: the same walk from the platform member does find pulumi.
     closure = _runtime_closure(_lock_packages(repo_root), "infra")
@@ -105,6 +113,11 @@ def test_ci_runs_the_readme_test_command_verbatim(repo_root: Path) -> None:
 
 def test_workspace_members_declare_their_own_dependencies(repo_root: Path) -> None:
     root = tomllib.loads((repo_root / "pyproject.toml").read_text())
-    assert set(root["tool"]["uv"]["workspace"]["members"]) == {"service", "pipelines", "platform"}
+    assert set(root["tool"]["uv"]["workspace"]["members"]) == {
+        "contracts",
+        "service",
+        "pipelines",
+        "platform",
+    }
     service = tomllib.loads((repo_root / "service" / "pyproject.toml").read_text())
     assert not any("pulumi" in d for d in service["project"]["dependencies"])

@@ -17,10 +17,12 @@ from pathlib import Path
 import httpx
 import pytest
 import pyvips
+from image_service import transform
 from image_service.app import Service, create_app
 from image_service.build import build_service
 from image_service.config import Limits, Settings
 from image_service.local_storage import LocalStorage
+from image_service.service import ProbeFn, RenderFn
 from image_service.tenants import Tenant, hash_key, parse_tenants
 from image_service.transform import harden_libvips
 from starlette.exceptions import StarletteDeprecationWarning
@@ -125,9 +127,10 @@ class App:
     root: Path
 
     def upload(self, data: bytes, tenant: str = "acme", key: str = ACME_KEY) -> httpx.Response:
-        return self.client.post(
+        response: httpx.Response = self.client.post(
             f"/v1/{tenant}/images", content=data, headers={"Authorization": f"Bearer {key}"}
         )
+        return response
 
     def stored_files(self) -> list[Path]:
         return sorted(p for p in self.root.rglob("*") if p.is_file())
@@ -140,10 +143,12 @@ AppFactory = Callable[..., App]
 def make_app(settings: Settings, tenants: dict[str, Tenant]) -> Iterator[AppFactory]:
     clients: list[TestClient] = []
 
-    def factory(**overrides: object) -> App:
+    def factory(
+        render: RenderFn = transform.render, probe: ProbeFn = transform.probe, **overrides: object
+    ) -> App:
         chosen = replace(settings, **overrides)  # type: ignore[arg-type]
         storage = LocalStorage(chosen.storage)
-        service = build_service(chosen, tenants, storage)
+        service = build_service(chosen, dict(tenants), storage, render=render, probe=probe)
         client = TestClient(create_app(service), raise_server_exceptions=False)
         client.__enter__()
         clients.append(client)

@@ -9,8 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from image_service import app as app_module
-from image_service.errors import ApiError
+from image_service.errors import DomainError
 from image_service.transform import render
 from image_service.workers import WorkerPool
 from service_testkit import BETA_KEY, AppFactory, Images
@@ -22,20 +21,20 @@ def test_pool_rejects_past_the_queue_then_recovers() -> None:
 
     async def scenario() -> None:
         pool = WorkerPool(workers=1, queue_size=1, on_change=depths.append)
-        running = asyncio.ensure_future(pool.run(gate.wait, 10))
-        queued = asyncio.ensure_future(pool.run(gate.wait, 10))
+        running = asyncio.ensure_future(pool.run("acme", gate.wait, 10))
+        queued = asyncio.ensure_future(pool.run("acme", gate.wait, 10))
         await asyncio.sleep(0.05)
         assert pool.queue_depth == 1
-        with pytest.raises(ApiError) as refused:
-            await pool.run(gate.wait, 10)
-        assert refused.value.status == 503
-        assert refused.value.headers == {"Retry-After": "1"}
+        with pytest.raises(DomainError) as refused:
+            await pool.run("acme", gate.wait, 10)
+        assert refused.value.code == "tenant_overloaded"
+        assert refused.value.retry_after == 1
         gate.set()
         assert await running is True
         assert await queued is True
         await asyncio.sleep(0.05)
         assert pool.queue_depth == 0
-        assert await pool.run(lambda: 42) == 42
+        assert await pool.run("acme", lambda: 42) == 42
         pool.shutdown()
 
     asyncio.run(scenario())
@@ -43,17 +42,14 @@ def test_pool_rejects_past_the_queue_then_recovers() -> None:
     assert depths[-1] == 0
 
 
-def test_http_backpressure(
-    make_app: AppFactory, images: Images, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    app = make_app(workers=1, queue_size=1)
+def test_http_backpressure(make_app: AppFactory, images: Images) -> None:
     gate = threading.Event()
 
     def slow_render(*args: Any) -> Any:
         gate.wait(10)
         return render(*args)
 
-    monkeypatch.setattr(app_module, "render", slow_render)
+    app = make_app(workers=1, queue_size=1, render=slow_render)
     iid = app.upload(images.png, tenant="beta", key=BETA_KEY).json()["id"]
     replies: dict[int, httpx.Response] = {}
 
@@ -71,7 +67,7 @@ def test_http_backpressure(
     assert 'image_service_inflight_requests{track="canary",version="abc123"} 3.0' in metrics
     overloaded = app.client.get(f"/v1/beta/images/{iid}?w=12")
     assert overloaded.status_code == 503
-    assert overloaded.json()["error"] == "overloaded"
+    assert overloaded.json()["error"] in {"overloaded", "tenant_overloaded"}
     assert overloaded.headers["retry-after"] == "1"
     gate.set()
     for t in threads:
@@ -81,10 +77,7 @@ def test_http_backpressure(
     assert app.service.pool.queue_depth == 0
 
 
-def test_concurrent_misses_share_one_render(
-    make_app: AppFactory, images: Images, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    app = make_app(workers=2, queue_size=4)
+def test_concurrent_misses_share_one_render(make_app: AppFactory, images: Images) -> None:
     gate = threading.Event()
     calls: list[int] = []
 
@@ -93,7 +86,7 @@ def test_concurrent_misses_share_one_render(
         gate.wait(10)
         return render(*args)
 
-    monkeypatch.setattr(app_module, "render", counted_render)
+    app = make_app(workers=2, queue_size=4, render=counted_render)
     iid = app.upload(images.png, tenant="beta", key=BETA_KEY).json()["id"]
     replies: list[httpx.Response] = []
     threads = [
@@ -113,19 +106,16 @@ def test_concurrent_misses_share_one_render(
     assert len(calls) == 1
 
 
-def test_concurrent_uploads_are_bounded(
-    make_app: AppFactory, images: Images, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_concurrent_uploads_are_bounded(make_app: AppFactory, images: Images) -> None:
     from image_service.transform import probe
 
-    app = make_app(workers=1, queue_size=1)
     gate = threading.Event()
 
     def slow_probe(*args: Any) -> Any:
         gate.wait(10)
         return probe(*args)
 
-    monkeypatch.setattr(app_module, "probe", slow_probe)
+    app = make_app(workers=1, queue_size=1, probe=slow_probe)
     replies: list[httpx.Response] = []
     threads = [
         threading.Thread(target=lambda: replies.append(app.upload(images.png))) for _ in range(2)
@@ -133,14 +123,15 @@ def test_concurrent_uploads_are_bounded(
     for t in threads:
         t.start()
     deadline = time.monotonic() + 5
-    while app.service.uploads_in_flight < 2 and time.monotonic() < deadline:
+    while app.service.uploads.in_flight < 2 and time.monotonic() < deadline:
         time.sleep(0.01)
     refused = app.upload(images.jpeg)
     assert refused.status_code == 503
-    assert refused.json()["detail"].startswith("too many uploads")
+    assert refused.json()["error"] == "tenant_overloaded"
+    assert refused.headers["retry-after"] == "1"
     gate.set()
     for t in threads:
         t.join(10)
     assert [r.status_code for r in replies] == [201, 201]
-    assert app.service.uploads_in_flight == 0
+    assert app.service.uploads.in_flight == 0
     assert app.upload(images.jpeg).status_code == 201

@@ -211,3 +211,28 @@ def test_demo_tenant() -> None:
     assert same == "chosen"
     assert key_matches(fixed, "chosen")
     assert Settings().tenants_file is None
+
+
+def test_share_is_optional_and_weighted(tmp_path: Path) -> None:
+    body = """
+[tenants.old]
+api_key_sha256 = ["{h}"]
+allow_unsigned_reads = true
+
+[tenants.big]
+api_key_sha256 = ["{h}"]
+allow_unsigned_reads = true
+share = 3
+"""
+    path = write(tmp_path, body.replace("{h}", hash_key("k")))
+    tenants = load_tenants_file(path, {}, max_upload_bytes=500)
+    assert tenants["old"].share == 1.0  # a file written before shares existed reads the same
+    assert tenants["big"].share == 3.0
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "true", '"2"'])
+def test_share_must_be_a_positive_number(tmp_path: Path, value: str) -> None:
+    body = f'[tenants.a]\napi_key_sha256 = ["{hash_key("k")}"]\nallow_unsigned_reads = true\n'
+    path = write(tmp_path, body + f"share = {value}\n")
+    with pytest.raises(ConfigError, match="share"):
+        load_tenants_file(path, {}, max_upload_bytes=500)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
 import pyvips
@@ -152,7 +153,7 @@ def test_animation_to_a_still_format_takes_the_first_frame() -> None:
         ({}, (400, 200)),
     ],
 )
-def test_fits(options: dict[str, object], size: tuple[int, int]) -> None:
+def test_fits(options: dict[str, Any], size: tuple[int, int]) -> None:
     data = bytes(solid(400, 200, (0, 90, 200)).pngsave_buffer())
     out = run(data, **options)
     assert (out.width, out.height) == size

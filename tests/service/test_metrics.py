@@ -22,6 +22,9 @@ CONTRACT = {
     "image_service_storage_errors_total": {"backend", "operation"},
     "image_service_vips_memory_bytes": set(),
     "image_service_build_info": {"vips_version"},
+    "image_service_transform_queue_seconds_bucket": {"tenant", "le"},
+    "image_service_process_resident_memory_bytes": set(),
+    "image_service_process_cpu_seconds_total": set(),
 }
 
 
@@ -33,7 +36,7 @@ def exercise(app: App, images: Images) -> str:
     app.service.metrics.storage_errors.labels(
         **app.service.metrics.base, backend="local", operation="put"
     ).inc(0)
-    return app.client.get("/metrics").text
+    return str(app.client.get("/metrics").text)
 
 
 def test_every_contract_series_has_its_labels(app: App, images: Images) -> None:
@@ -79,3 +82,29 @@ def test_vips_memory_gauge_reads_libvips(app: App) -> None:
     value = families["image_service_vips_memory_bytes"].samples[0].value
     assert value >= 1_000_000
     del held
+
+
+def sample(text: str, name: str) -> float:
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and s.labels.get("track") == "canary":
+                return float(s.value)
+    raise AssertionError(f"{name} not exported")
+
+
+def test_process_memory_and_cpu_follow_the_process(app: App, images: Images) -> None:
+    import time
+
+    before = app.client.get("/metrics").text
+    rss = sample(before, "image_service_process_resident_memory_bytes")
+    ballast = bytearray(b"x" * (64 * 2**20))  # 64 MiB, touched, so resident
+    grown = sample(app.client.get("/metrics").text, "image_service_process_resident_memory_bytes")
+    assert 60 * 2**20 <= grown - rss <= 80 * 2**20
+    del ballast
+    cpu_before = sample(before, "image_service_process_cpu_seconds_total")
+    started = time.process_time()
+    exercise(app, images)
+    sum(i * i for i in range(3_000_000))  # burn some CPU in this process
+    spent = time.process_time() - started
+    cpu_after = sample(app.client.get("/metrics").text, "image_service_process_cpu_seconds_total")
+    assert cpu_after - cpu_before >= 0.8 * spent

@@ -8,7 +8,8 @@ from decimal import Decimal
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from image_service.errors import ApiError
+from image_service.errors import DomainError
+from image_service.http_errors import status_of
 from image_service.options import (
     FITS,
     FORMATS,
@@ -37,11 +38,11 @@ tenant_ids = st.from_regex(r"[a-z0-9-]{1,63}", fullmatch=True)
 image_ids = st.from_regex(r"[0-9a-f]{64}", fullmatch=True)
 
 
-def outcome(call: Callable[[], object]) -> ApiError | None:
-    """The ApiError a call raises, or None; any other exception fails the test."""
+def outcome(call: Callable[[], object]) -> DomainError | None:
+    """The DomainError a call raises, or None; any other exception fails the test."""
     try:
         call()
-    except ApiError as exc:
+    except DomainError as exc:
         return exc
     return None
 
@@ -65,14 +66,14 @@ def test_parameter_order_does_not_matter(opts: RenditionOptions, rnd: object) ->
 @settings(max_examples=300)
 def test_any_query_string_parses_or_is_a_clean_4xx(query: str) -> None:
     error = outcome(lambda: parse_options(split_query(query), MAX))
-    assert error is None or (400 <= error.status < 500 and error.detail)
+    assert error is None or (400 <= status_of(error.code) < 500 and error.detail)
 
 
 @given(st.lists(st.tuples(st.text(max_size=12), st.text(max_size=12)), max_size=8))
 def test_any_pairs_parse_or_are_a_clean_4xx(pairs: list[tuple[str, str]]) -> None:
     error = outcome(lambda: parse_options(pairs, MAX))
     if error is not None:
-        assert 400 <= error.status < 500
+        assert 400 <= status_of(error.code) < 500
     else:
         opts, _ = parse_options(pairs, MAX)
         assert opts.quality in range(1, 101)

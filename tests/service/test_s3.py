@@ -15,7 +15,8 @@ from image_service.s3_storage import S3Storage, parse_s3_url
 from image_service.storage import StorageError
 from image_service.tenants import Tenant
 from moto.server import ThreadedMotoServer
-from service_testkit import BETA_KEY, Images, LiveServer, TestClient, free_port
+from service_testkit import BETA_KEY, Images, LiveServer, free_port
+from starlette.testclient import TestClient
 
 Tenants = dict[str, Tenant]
 CREDENTIALS = {
@@ -42,7 +43,7 @@ def bucket(
         monkeypatch.setenv(name, value)
     name = "b-" + request.node.name.lower().replace("_", "-")[:50]
     boto3.client("s3", endpoint_url=moto_endpoint).create_bucket(Bucket=name)
-    return name
+    return str(name)
 
 
 def keys(endpoint: str, bucket: str) -> list[str]:

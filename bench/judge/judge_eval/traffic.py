@@ -13,12 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from image_contracts.metrics import LATENCY_BUCKETS
 from scipy import stats
 
-# The image service's histogram buckets (image_service.metrics.LATENCY_BUCKETS), +Inf excluded.
-SERVICE_BOUNDS: tuple[float, ...] = (
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-)  # fmt: skip
+# The image service's histogram buckets, +Inf excluded: the contract's one definition.
+SERVICE_BOUNDS: tuple[float, ...] = LATENCY_BUCKETS
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]

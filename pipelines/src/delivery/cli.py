@@ -1,41 +1,59 @@
 """`deliver`: the delivery pipeline's command line. Workflows call it and hold no logic.
 
-Exit codes: 0 promoted (or command succeeded), 1 error, 2 usage error, 3 aborted,
+A delivery reads top-down in three files: this one (arguments, the lock, signals, exit code),
+`flow.py` (the state machine and the run) and `ledger.py` (the records it writes).
+
+Read-only commands (`status`, `abort`, `ledger`, `dora`) never start the local environment: on a
+stopped one they say so and leave processes, ports and files as they are.
+
+Exit codes: 0 promoted or applied (or command succeeded), 1 error, 2 usage error, 3 aborted,
 4 refused (delta gate, redeploy, bad override), 5 refused: another delivery holds the env's lock.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import signal
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from types import FrameType
+from typing import TYPE_CHECKING
 
-from delivery import dora, lock
+from delivery import dora, lock, versions
 from delivery.config import ConfigError, DeliveryConfig, load
 from delivery.delta import Allow
-from delivery.ledger import Ledger, LedgerError, deliveries, open_ledger
-from delivery.metrics import PrometheusSource
-from delivery.outcome import Outcome
+from delivery.ledger import (
+    DeliveryView,
+    Finished,
+    Ledger,
+    Outcome,
+    deliveries,
+    open_ledger,
+    typed,
+)
 from delivery.progress import Printer
-from delivery.target import Target, TargetError
+from delivery.target import Target
 
 if TYPE_CHECKING:
-    from delivery.judge import JudgePolicy
-    from delivery.orchestrator import Delivery
+    from delivery.flow import RunResult
+    from delivery.judge import JudgePolicy, Verdict
+    from delivery.local_target import LocalTarget
 
 EXIT = {
     Outcome.PROMOTED: 0,
-    Outcome.ERROR: 1,
+    Outcome.APPLIED: 0,
     Outcome.ABORTED: 3,
     Outcome.REFUSED: 4,
 }
+EXIT_ERROR = 1
+EXIT_USAGE = 2
 EXIT_BUSY = 5
 
 EPILOG = """exit codes:
-  0  promoted (or the command succeeded)
+  0  promoted, or a platform change applied (or the command succeeded)
   1  error (the canary, if any, was aborted; stable untouched)
   2  usage error
   3  aborted: the judge or a post-deploy check failed the canary
@@ -44,11 +62,39 @@ EPILOG = """exit codes:
 """
 
 
+class UsageError(Exception):
+    """What the user typed cannot work: exit 2."""
+
+
 def find_repo(start: Path) -> Path:
     for path in (start, *start.parents):
         if (path / "environments").is_dir() and (path / "Pulumi.yaml").is_file():
             return path
-    raise ConfigError(f"no repository root (environments/ + Pulumi.yaml) above {start}")
+    raise UsageError(f"no repository root (environments/ + Pulumi.yaml) above {start}")
+
+
+def exit_code(result: "RunResult") -> int:
+    return EXIT_ERROR if result.error else EXIT[result.outcome]
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """SIGTERM/SIGINT (`deliver abort`, Ctrl-C) raise `Stopped` inside the block, so the
+    delivery aborts its canary and records why; the previous handlers come back afterwards."""
+    from delivery.flow import Stopped
+
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise Stopped(f"stopped by signal {signal.Signals(signum).name}")
+
+    for s in previous:
+        signal.signal(s, stop)
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 class Context:
@@ -61,35 +107,33 @@ class Context:
     def ledger(self) -> Ledger:
         return open_ledger(self.cfg.ledger, self.repo)
 
-    def target(self) -> Target:
-        if self.cfg.target_kind == "local":
-            from delivery.local_target import LocalTarget
+    def local(self) -> "LocalTarget | None":
+        """The local target, built without starting anything; None for other targets."""
+        if self.cfg.target_kind != "local":
+            return None
+        from delivery.local_target import LocalTarget
 
-            assert self.cfg.local is not None
-            local = LocalTarget(self.repo, self.cfg.local, self.cfg.env)
-            local.up()
-            return local
+        assert self.cfg.local is not None
+        return LocalTarget(self.repo, self.cfg.local, self.cfg.env)
+
+    def targets(self) -> "tuple[Target, LocalTarget | None]":
+        """The env's target as it is (nothing is started), and the same if it is local."""
+        local = self.local()
+        if local is not None:
+            return local, local
         from delivery.pulumi_target import PulumiTarget
 
         assert self.cfg.pulumi is not None
-        return PulumiTarget.select(self.repo, self.cfg.pulumi)
+        return PulumiTarget.select(self.repo, self.cfg.pulumi), None
 
     def policy(self) -> "JudgePolicy":
-        # Imported here: scipy is slow to import and `ledger`/`dora`/`env` never judge.
+        # Imported here: scipy is slow to import and `ledger`/`dora`/`status` never judge.
         from delivery.judge import JudgePolicy, PolicyError
 
         try:
             return JudgePolicy.from_mapping(self.cfg.judge)
         except PolicyError as exc:
             raise ConfigError(f"{self.cfg.source}: judge: {exc}") from exc
-
-    def delivery(self, printer: Printer) -> "Delivery":
-        from delivery.orchestrator import Delivery
-
-        policy = self.policy()  # a bad judge policy fails before anything starts
-        target = self.target()
-        url = self.cfg.prometheus_url or target.metrics_url()
-        return Delivery(self.cfg, target, PrometheusSource(url), self.ledger(), policy, printer)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -98,105 +142,148 @@ def cmd_run(args: argparse.Namespace) -> int:
             "deliver: --allow needs --reason TEXT (it is recorded in the ledger)", file=sys.stderr
         )
         return EXIT[Outcome.REFUSED]
-    allows = tuple(Allow.parse(a) for a in args.allow)
+    try:
+        allows = tuple(Allow.parse(a) for a in args.allow)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
     ctx = Context(args)
+    policy = ctx.policy()  # a bad judge policy fails before anything starts
     printer = Printer()
+    from delivery.flow import Delivery, RunRequest
+    from delivery.metrics import PrometheusSource
+
     with lock.delivery_lock(ctx.lock_path, ctx.cfg.env):
-        from delivery.orchestrator import RunRequest
-
-        request = RunRequest(args.version or "", allows, args.reason or "", args.fixes or "")
-        delivery = ctx.delivery(printer)
-        result = delivery.run_platform(request) if args.platform else delivery.run(request)
+        target, local = ctx.targets()
+        if local is not None:
+            local.up()  # a delivery needs the local environment running: start what is not
+        url = ctx.cfg.prometheus_url or target.metrics_url()
+        delivery = Delivery(
+            ctx.cfg,
+            target,
+            PrometheusSource(url),
+            ctx.ledger(),
+            policy,
+            printer,
+            stoppable=stop_on_signals,
+        )
+        if args.platform:
+            # The platform code applied is the checkout's own commit: record which one.
+            request = RunRequest(versions.head(ctx.repo), allows, args.reason or "")
+            result = delivery.run_platform(request)
+        else:
+            request = RunRequest(args.version, allows, args.reason or "", args.fixes or "")
+            result = delivery.run(request)
     printer.say(f"\noutcome: {result.outcome.upper()} - {result.reason}")
-    printer.say("ledger entry:\n" + json.dumps(result.record, indent=2, sort_keys=True))
-    if args.summary:
-        write_summary(Path(args.summary), result.record, result.verdicts)
-    if args.chart and result.record.get("steps"):
-        from delivery import chart
+    if result.record is not None:
+        from delivery.ledger import to_json
 
-        chart.render(result.record, Path(args.chart))
-    return EXIT[result.outcome]
+        printer.say(
+            "ledger entry:\n" + json.dumps(to_json(result.record), indent=2, sort_keys=True)
+        )
+        if args.summary:
+            write_summary(Path(args.summary), result.record, result.verdicts)
+        if args.chart and result.record.steps:
+            from delivery import chart
+
+            chart.render(result.record, Path(args.chart))
+    return exit_code(result)
 
 
-def write_summary(path: Path, record: dict[str, Any] | Any, verdicts: Sequence[Any]) -> None:
+def write_summary(path: Path, record: Finished, verdicts: Sequence["Verdict"]) -> None:
     """Markdown for a CI job summary: outcome, delta, each step's verdict table."""
+    subject = record.subject
     lines = [
-        f"## Delivery of `{record.get('version')}` to `{record.get('env')}`: "
-        f"**{str(record.get('outcome')).upper()}**",
+        f"## Delivery of `{subject.version}` to `{record.env}`: **{record.outcome.upper()}**",
         "",
-        f"{record.get('reason', '')}",
+        record.reason,
         "",
     ]
-    delta = record.get("delta") or {}
+    delta = subject.delta
     if delta:
         lines += [
             f"Delta gate: {delta.get('kind')} change, {delta.get('changes')} resource(s), "
             f"risk {delta.get('risk')}",
             "",
         ]
-    for step, verdict in zip(record.get("steps", []), verdicts, strict=False):
-        lines += [f"### Step {step['step'] + 1}: {step['weight']}%", ""]
+    for step, verdict in zip(record.steps, verdicts, strict=False):
+        lines += [f"### Step {step.step + 1}: {step.weight}%", ""]
         lines.append(verdict.render_table(markdown=True))
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as handle:
         handle.write("\n".join(lines) + "\n")
 
 
+def _stopped(local: "LocalTarget | None") -> bool:
+    return local is not None and not local.env.running()
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     ctx = Context(args)
     printer = Printer()
-    try:
-        with lock.delivery_lock(ctx.lock_path, ctx.cfg.env):
-            delivery = ctx.delivery(printer)
-            for note in delivery.converge():
-                printer.say(f"recovery: {note}")
-            running = False
-    except lock.BusyError as exc:
-        printer.say(str(exc).replace("; refusing to start", ""))
-        delivery = ctx.delivery(printer)
-        running = True
-    state = delivery.target.state()
+    (target, local), ledger = ctx.targets(), ctx.ledger()
+    stopped = _stopped(local)
+    holder = lock.held_by(ctx.lock_path)
+    if holder is None and not stopped:
+        from delivery.flow import converge  # imports the judge (scipy): only when needed
+
+        try:
+            with lock.delivery_lock(ctx.lock_path, ctx.cfg.env):
+                for note in converge(target, ledger, ctx.cfg.env, time.time):
+                    printer.say(f"recovery: {note}")
+        except lock.BusyError as exc:
+            holder = exc.pid or -1
+    state = target.state()
     printer.say(f"env:     {ctx.cfg.env} ({ctx.cfg.target_kind})")
+    if stopped:
+        printer.say(f"local:   stopped (`deliver env up --env {ctx.cfg.env}` starts it)")
     printer.say(f"stable:  {state.stable_version or '-'}")
     printer.say(f"canary:  {state.canary_version or '-'} at {state.canary_weight}%")
-    printer.say(f"running: {'a delivery is in progress' if running else 'no delivery'}")
-    views = deliveries(delivery.ledger.read().records, ctx.cfg.env)
+    if holder is None:
+        printer.say("running: no delivery")
+    else:
+        who = f" (pid {holder})" if holder > 0 else ""
+        printer.say(f"running: a delivery is in progress{who}")
+    views = deliveries(ledger.read().records, ctx.cfg.env)
     if views:
         last = views[-1]
-        printer.say(f"last:    {last.get('version')} {last.get('outcome') or 'in progress'}")
-    if ctx.cfg.target_kind == "local":
-        from delivery.local_target import LocalTarget
-
-        if isinstance(delivery.target, LocalTarget):
-            env = delivery.target.env
-            printer.say(f"gateway: {env.gateway_url()}   prometheus: {env.prometheus_url()}")
-            counts = env.traffic_stats().get("counts", {})
-            total = sum(sum(c.values()) for c in counts.values())
-            bad = sum(n for c in counts.values() for k, n in c.items() if not k.startswith("2"))
-            printer.say(f"traffic: {total} requests, {bad} not 2xx")
+        printer.say(f"last:    {last.subject.version} {last.outcome or 'in progress'}")
+    if local is not None and not stopped:
+        env = local.env
+        printer.say(f"gateway: {env.gateway_url()}   prometheus: {env.prometheus_url()}")
+        counts = env.traffic_stats().get("counts", {})
+        total = sum(sum(c.values()) for c in counts.values())
+        bad = sum(n for c in counts.values() for k, n in c.items() if not k.startswith("2"))
+        printer.say(f"traffic: {total} requests, {bad} not 2xx")
     return 0
 
 
 def cmd_abort(args: argparse.Namespace) -> int:
     ctx = Context(args)
     printer = Printer()
-    try:
-        with lock.delivery_lock(ctx.lock_path, ctx.cfg.env):
-            delivery = ctx.delivery(printer)
-            state = delivery.target.state()
-            notes = delivery.converge()
-            if not state.canary_running and not notes:
-                printer.say("no canary runs: nothing to abort")
-            for note in notes:
-                printer.say(f"abort: {note}")
+    holder = lock.held_by(ctx.lock_path)
+    if holder is None:
+        target, local = ctx.targets()
+        if _stopped(local):
+            printer.say("the local environment is stopped: nothing to abort")
             return 0
-    except lock.BusyError as exc:
-        if exc.pid is None:
-            raise
-        # The running delivery aborts its own canary and records why (SIGTERM handler).
-        os.kill(exc.pid, signal.SIGTERM)
-        printer.say(f"asked the running delivery (pid {exc.pid}) to abort")
-        return 0
+        from delivery.flow import converge  # imports the judge (scipy): only when needed
+
+        try:
+            with lock.delivery_lock(ctx.lock_path, ctx.cfg.env):
+                notes = converge(target, ctx.ledger(), ctx.cfg.env, time.time)
+                if not notes:
+                    printer.say("no canary runs: nothing to abort")
+                for note in notes:
+                    printer.say(f"abort: {note}")
+                return 0
+        except lock.BusyError as exc:
+            holder = exc.pid
+    if holder is None:
+        raise lock.BusyError(ctx.cfg.env, None)
+    # The running delivery aborts its own canary and records why (the SIGTERM handler).
+    os.kill(holder, signal.SIGTERM)
+    printer.say(f"asked the running delivery (pid {holder}) to abort")
+    return 0
 
 
 def cmd_ledger(args: argparse.Namespace) -> int:
@@ -205,6 +292,8 @@ def cmd_ledger(args: argparse.Namespace) -> int:
     for skipped in read.skipped:
         print(f"deliver: skipped {skipped.where}: {skipped.error}", file=sys.stderr)
     records = [r for r in read.records if args.env is None or r.get("env") == args.env]
+    for problem in typed(records)[1]:
+        print(f"deliver: left out a malformed record {problem}", file=sys.stderr)
     if args.json:
         for rec in records:
             print(json.dumps(rec, sort_keys=True))
@@ -212,14 +301,16 @@ def cmd_ledger(args: argparse.Namespace) -> int:
     views = deliveries(records)
     print(f"{'started':<26} {'env':<8} {'version':<28} {'outcome':<9} {'steps':>5}  reason")
     for d in views:
-        steps = len(d.get("steps") or [])
-        print(
-            f"{d.get('started_at', '-')!s:<26} {d.get('env', '-'):<8} "
-            f"{d.get('version', '-')!s:<28} {d.get('outcome') or 'open'!s:<9} {steps:>5}  "
-            f"{str(d.get('reason', ''))[:90]}"
-        )
+        print(_ledger_line(d))
     print(f"({len(views)} deliveries from {ledger.location})")
     return 0
+
+
+def _ledger_line(d: DeliveryView) -> str:
+    return (
+        f"{d.subject.started_at or '-':<26} {d.env:<8} {d.subject.version or '-':<28} "
+        f"{d.outcome or 'open':<9} {len(d.steps):>5}  {d.reason[:90]}"
+    )
 
 
 def ledger_for(args: argparse.Namespace) -> Ledger:
@@ -253,12 +344,9 @@ def cmd_dora(args: argparse.Namespace) -> int:
 
 def cmd_env(args: argparse.Namespace) -> int:
     ctx = Context(args)
-    if ctx.cfg.target_kind != "local" or ctx.cfg.local is None:
-        print("deliver env: only the local target has an environment to manage", file=sys.stderr)
-        return 2
-    from delivery.local_target import LocalTarget
-
-    local = LocalTarget(ctx.repo, ctx.cfg.local, ctx.cfg.env)
+    local = ctx.local()
+    if local is None:
+        raise UsageError("deliver env: only the local target has an environment to manage")
     if args.action == "up":
         local.up()
         print(
@@ -396,12 +484,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except lock.BusyError as exc:
         print(f"deliver: {exc}", file=sys.stderr)
         return EXIT_BUSY
-    except (ConfigError, ValueError) as exc:
+    except (UsageError, ConfigError) as exc:
         print(f"deliver: {exc}", file=sys.stderr)
-        return 2
-    except (TargetError, LedgerError, OSError, RuntimeError) as exc:
+        return EXIT_USAGE
+    except (RuntimeError, OSError) as exc:  # the pipeline's own errors say what and where
         print(f"deliver: error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_ERROR
+    except Exception as exc:  # e.g. a library's ValueError mid-command: an error, in one line
+        first = next(iter(str(exc).strip().splitlines()), "")
+        print(f"deliver: error: {type(exc).__name__}: {first}", file=sys.stderr)
+        return EXIT_ERROR
     return code
 
 

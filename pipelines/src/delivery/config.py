@@ -2,7 +2,7 @@
 
 Parsing is strict: an unknown key, a wrong type or an impossible value is a clear error naming the
 file and the key, never a silent default. The `judge` section is handed to the judge's own policy
-type (see `delivery.verdicts`).
+type (`delivery.judge_policy.JudgePolicy.from_mapping`).
 """
 
 from collections.abc import Mapping

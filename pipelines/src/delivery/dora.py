@@ -9,10 +9,12 @@
 """
 
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from delivery.ledger import DeliveryView, Outcome
 
 
 @dataclass(frozen=True)
@@ -31,8 +33,8 @@ class Dora:
         return dict(self.__dict__)
 
 
-def _ts(value: Any) -> float | None:
-    if not isinstance(value, str) or not value:
+def _ts(value: str) -> float | None:
+    if not value:
         return None
     try:
         return datetime.fromisoformat(value).timestamp()
@@ -40,35 +42,39 @@ def _ts(value: Any) -> float | None:
         return None
 
 
-def dora(deliveries: Sequence[Mapping[str, Any]]) -> Dora:
-    finished = [d for d in deliveries if d.get("outcome") in {"promoted", "aborted"}]
-    promoted = [d for d in finished if d["outcome"] == "promoted"]
-    aborted = [d for d in finished if d["outcome"] == "aborted"]
+def dora(deliveries: Sequence[DeliveryView]) -> Dora:
+    finished = [
+        d.finished
+        for d in deliveries
+        if d.finished is not None and d.outcome in {Outcome.PROMOTED, Outcome.ABORTED}
+    ]
+    promoted = [f for f in finished if f.outcome is Outcome.PROMOTED]
+    aborted = [f for f in finished if f.outcome is Outcome.ABORTED]
 
-    fixed: dict[str, Mapping[str, Any]] = {}  # version -> the promoted delivery that fixed it
-    for d in promoted:
-        target = d.get("fixes")
-        if isinstance(target, str) and target and target not in fixed:
-            fixed[target] = d
-    bad_promotions = [d for d in promoted if d.get("version") in fixed]
+    fixed: dict[str, str] = {}  # version -> when the promoted delivery that fixed it ended
+    for f in promoted:
+        target = f.subject.fixes
+        if target and target not in fixed:
+            fixed[target] = f.ended_at
+    bad_promotions = [f for f in promoted if f.subject.version in fixed]
 
-    starts = [t for d in finished if (t := _ts(d.get("started_at"))) is not None]
-    ends = [t for d in finished if (t := _ts(d.get("ended_at"))) is not None]
+    starts = [t for f in finished if (t := _ts(f.subject.started_at)) is not None]
+    ends = [t for f in finished if (t := _ts(f.ended_at)) is not None]
     days = max((max(ends) - min(starts)) / 86400, 1 / 24) if starts and ends else 0.0
 
     leads = [
         end - commit
-        for d in promoted
-        if (end := _ts(d.get("ended_at"))) is not None
-        and (commit := _ts(d.get("commit_time"))) is not None
+        for f in promoted
+        if (end := _ts(f.ended_at)) is not None
+        and (commit := _ts(f.subject.commit_time)) is not None
     ]
     restores: list[float] = []
-    for d in aborted:
-        start, end = _ts(d.get("started_at")), _ts(d.get("ended_at"))
+    for f in aborted:
+        start, end = _ts(f.subject.started_at), _ts(f.ended_at)
         if start is not None and end is not None:
             restores.append(end - start)
-    for d in bad_promotions:
-        broke, fix = _ts(d.get("ended_at")), _ts(fixed[str(d["version"])].get("ended_at"))
+    for f in bad_promotions:
+        broke, fix = _ts(f.ended_at), _ts(fixed[f.subject.version])
         if broke is not None and fix is not None:
             restores.append(fix - broke)
 

@@ -6,10 +6,10 @@ the HTTPRoute weights behave on EKS.
 """
 
 import socket
-from dataclasses import dataclass
 from pathlib import Path
 
-TRACKS = ("stable", "baseline", "canary")
+from image_contracts.tracks import TRACKS
+
 BACKEND = "image"
 
 
@@ -24,7 +24,7 @@ def render_config(*, port: int, stats_socket: Path, stable_port: int) -> str:
         f"weight {100 if track == 'stable' else 0}{'' if track == 'stable' else ' disabled'}"
         for track in TRACKS
     )
-    return f"""# Written by delivery.local_env; weights change at runtime, never here.
+    return f"""# Written by delivery.launchers; weights change at runtime, never here.
 global
   stats socket {stats_socket} mode 600 level admin
   maxconn 1024
@@ -45,14 +45,6 @@ backend {BACKEND}
   balance roundrobin
 {servers}
 """
-
-
-@dataclass(frozen=True)
-class ServerState:
-    name: str
-    address: str
-    weight: int
-    admin_state: str
 
 
 class Runtime:
@@ -89,23 +81,3 @@ class Runtime:
             raise HAProxyError(f"weight {weight} is outside HAProxy's 0..256")
         self.command(f"set weight {BACKEND}/{track} {weight}")
         self.command(f"set server {BACKEND}/{track} state {'ready' if weight else 'maint'}")
-
-    def servers(self) -> dict[str, ServerState]:
-        """Current address, weight and admin state per slot, from `show servers state`."""
-        reply = self.command(f"show servers state {BACKEND}")
-        lines = [ln for ln in reply.splitlines() if ln and not ln.startswith("#")]
-        out: dict[str, ServerState] = {}
-        for line in lines[1:] if lines and lines[0].strip() == "1" else lines:
-            cols = line.split()
-            if len(cols) < 19:
-                continue
-            # Columns (format 1): be_id be_name srv_id srv_name srv_addr srv_op_state
-            # srv_admin_state srv_uweight srv_iweight ... srv_port is column 18.
-            admin = int(cols[6])
-            out[cols[3]] = ServerState(
-                name=cols[3],
-                address=f"{cols[4]}:{cols[18]}",
-                weight=int(cols[7]),
-                admin_state="maint" if admin & 0x01 or admin & 0x02 else "ready",
-            )
-        return out

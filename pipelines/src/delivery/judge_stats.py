@@ -302,9 +302,10 @@ def count_dispersion(
         df += np.where(informative, cells, 0)
         df_all += cells
     with np.errstate(divide="ignore", invalid="ignore"):
-        phi = np.where(df >= 3, x2 / df, 1.0)
-    # Without three degrees of freedom in all there is nothing to measure the spread on.
-    return np.asarray(np.maximum(phi, 1.0)), np.asarray(np.where(df >= 3, df, df_all))
+        phi = np.maximum(np.where(df >= 3, x2 / df, 1.0), 1.0)
+    # The t reference takes the estimate's own degrees of freedom; with no estimate (phi 1),
+    # all the blocks count, for the gate in quasi_p_values.
+    return np.asarray(np.maximum(phi, 1.0)), np.asarray(np.where(phi > 1.0, df, df_all))
 
 
 def rank_dispersion(latency_c: FloatArray, latency_b: FloatArray) -> tuple[FloatArray, FloatArray]:

@@ -1,9 +1,12 @@
-"""`LocalTarget`: the `Target` protocol over the local environment (processes + HAProxy weights)."""
+"""`LocalTarget`: the `Target` protocol over the local environment (processes + HAProxy weights).
 
-from concurrent.futures import ThreadPoolExecutor
+Constructing one starts nothing: `up()` does, and only `deliver run` and `deliver env up` call it.
+"""
+
 from pathlib import Path
 
 import testinfra
+from image_contracts.tracks import Track
 
 from delivery import postdeploy, procs, versions
 from delivery.config import LocalSettings
@@ -47,12 +50,12 @@ class LocalTarget:
         return info
 
     def state(self) -> TargetState:
-        data = self.env.read()
-        tracks = data.get("tracks", {})
+        env = self.env.read()
+        stable, canary = env.track("stable"), env.track("canary")
         return TargetState(
-            stable_version=tracks.get("stable", {}).get("version", ""),
-            canary_version=tracks.get("canary", {}).get("version", ""),
-            canary_weight=int(data.get("weight", 0)),
+            stable_version=stable.version if stable is not None else "",
+            canary_version=canary.version if canary is not None else "",
+            canary_weight=env.weight,
         )
 
     def preview(self, version: VersionInfo) -> Preview:
@@ -81,17 +84,10 @@ class LocalTarget:
         launch = self._pending.get(version.version)
         if launch is None:
             raise TargetError(f"version {version.version} was not resolved first")
-        # Both start at once: each spends seconds importing libvips and the web stack.
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            started = [
-                pool.submit(self.env.start_service, "baseline", stable.launch),
-                pool.submit(self.env.start_service, "canary", launch),
-            ]
-            for future in started:
-                future.result()
+        self.env.start_pair((Track.BASELINE, stable.launch), (Track.CANARY, launch))
         self.env.write_targets()
         rt = self.env.runtime
-        for track in ("baseline", "canary"):
+        for track in (Track.BASELINE, Track.CANARY):
             run = self.env.track(track)
             assert run is not None
             rt.point(track, run.proc.port)
@@ -116,14 +112,25 @@ class LocalTarget:
         rt = self.env.runtime
         # HAProxy weights are relative: stable + baseline + canary always sum to 100 here.
         for track, value in (
-            ("canary", weight),
-            ("baseline", weight),
-            ("stable", 100 - 2 * weight),
+            (Track.CANARY, weight),
+            (Track.BASELINE, weight),
+            (Track.STABLE, 100 - 2 * weight),
         ):
-            if self.env.track(track) is not None or track == "stable":
+            if self.env.track(track) is not None or track is Track.STABLE:
                 rt.set_weight(track, value)
-        with self.env.locked() as state:
-            state["weight"] = weight
+        self.env.set_weight(weight)
+
+    def _all_to_stable(self) -> None:
+        rt = self.env.runtime
+        rt.set_weight(Track.STABLE, 100)
+        for track in (Track.CANARY, Track.BASELINE):
+            rt.set_weight(track, 0)
+        self.env.set_weight(0)
+
+    def _remove_canary_and_baseline(self) -> None:
+        for track in (Track.CANARY, Track.BASELINE):
+            self.env.stop_track(track)
+        self.env.write_targets()
 
     def promote(self) -> None:
         canary = self.env.track("canary")
@@ -133,29 +140,15 @@ class LocalTarget:
         # A new stable process (track label stable) takes over before anything is removed.
         new = self.env.start_service("stable", canary.launch)
         self.env.write_targets()
-        rt = self.env.runtime
-        rt.point("stable", new.proc.port)
-        rt.set_weight("stable", 100)
-        for track in ("canary", "baseline"):
-            rt.set_weight(track, 0)
-        with self.env.locked() as state:
-            state["weight"] = 0
+        self.env.runtime.point("stable", new.proc.port)
+        self._all_to_stable()
         if old is not None:
             procs.stop(old.proc)
-        for track in ("canary", "baseline"):
-            self.env.stop_track(track)
-        self.env.write_targets()
+        self._remove_canary_and_baseline()
 
     def abort(self) -> None:
-        rt = self.env.runtime
-        rt.set_weight("stable", 100)
-        for track in ("canary", "baseline"):
-            rt.set_weight(track, 0)
-        with self.env.locked() as state:
-            state["weight"] = 0
-        for track in ("canary", "baseline"):
-            self.env.stop_track(track)
-        self.env.write_targets()
+        self._all_to_stable()
+        self._remove_canary_and_baseline()
 
     def metrics_url(self) -> str:
         return self.env.prometheus_url()

@@ -2,6 +2,7 @@
 
 The lock file holds the holder's pid so `deliver abort` can ask a running delivery to stop. The
 kernel drops the lock when the holder dies, so a crash never leaves a stale lock behind.
+`held_by` only looks (at /proc/locks): a read-only command never takes, or creates, the lock.
 """
 
 import contextlib
@@ -24,6 +25,22 @@ def holder(path: Path) -> int | None:
     except OSError:
         return None
     return int(text) if text.isdigit() else None
+
+
+def held_by(path: Path, locks: Path = Path("/proc/locks")) -> int | None:
+    """The pid holding the delivery lock at `path`, or None when no one holds it."""
+    try:
+        info = path.stat()
+        table = locks.read_text()
+    except FileNotFoundError:
+        return None
+    device = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+    for line in table.splitlines():
+        # "1: FLOCK  ADVISORY  WRITE 4242 fd:01:131 0 EOF"; waiters are listed with "->".
+        cols = line.split()
+        if len(cols) >= 6 and cols[1] == "FLOCK" and cols[5] == device:
+            return holder(path) or int(cols[4])
+    return None
 
 
 @contextlib.contextmanager

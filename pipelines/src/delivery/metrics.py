@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httpx
+from image_contracts.metrics import LATENCY_BUCKETS, REQUESTS
+from image_contracts.metrics import REQUEST_DURATION_BUCKET as BUCKETS
 
 from delivery.observation import Interval, StepObservation, TrackSeries
 
-REQUESTS = "image_service_http_requests_total"
-BUCKETS = "image_service_http_request_duration_seconds_bucket"
 # The service's histogram buckets: used only to shape an observation that has no data at all.
-DEFAULT_BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+DEFAULT_BOUNDS = LATENCY_BUCKETS
 
 
 class MetricsUnavailableError(RuntimeError):
@@ -126,17 +126,6 @@ class PrometheusSource:
             raise MetricsUnavailableError(
                 f"Prometheus query failed ({resp.status_code}): {body.get('error', body)}"
             )
-        result: list[Any] = body["data"]["result"]
-        return result
-
-    def query(self, expr: str) -> list[Any]:
-        try:
-            resp = self.client.get(f"{self.base_url}/api/v1/query", params={"query": expr})
-            body = resp.json()
-        except (httpx.HTTPError, ValueError) as exc:
-            raise MetricsUnavailableError(f"Prometheus at {self.base_url}: {exc}") from exc
-        if body.get("status") != "success":
-            raise MetricsUnavailableError(f"query failed: {body.get('error', body)}")
         result: list[Any] = body["data"]["result"]
         return result
 

@@ -10,7 +10,7 @@ def render_config(
 ) -> str:
     interval = f"{int(scrape_interval * 1000)}ms"
     rules = "".join(f"\n  - {path}" for path in rule_files)
-    return f"""# Written by delivery.local_env.
+    return f"""# Written by delivery.launchers.
 global:
   scrape_interval: {interval}
   scrape_timeout: {interval}

@@ -12,14 +12,20 @@ import tempfile
 from pathlib import Path
 from typing import Any, Protocol
 
+from image_contracts.stacks import (
+    CANARY_VERSION_KEY,
+    CANARY_WEIGHT_KEY,
+    STABLE_VERSION_KEY,
+    config_key,
+)
+
 from delivery import postdeploy
 from delivery.config import PulumiSettings
 from delivery.delta import Preview, ResourceOp, normalise_op
 from delivery.target import Check, TargetError, TargetState, VersionInfo
 
-PROJECT = "image-platform"
 STABLE, CANARY, WEIGHT = (
-    f"{PROJECT}:{k}" for k in ("stableVersion", "canaryVersion", "canaryWeight")
+    config_key(k) for k in (STABLE_VERSION_KEY, CANARY_VERSION_KEY, CANARY_WEIGHT_KEY)
 )
 CONTAINER_PORT = 8080  # the service's default IMAGE_SERVICE_PORT inside the pod
 CONTAINER_VENV = "/app/.venv"

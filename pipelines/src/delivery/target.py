@@ -1,7 +1,7 @@
 """The one seam between the pipeline and where versions run: the `Target` protocol.
 
 `PulumiTarget` drives a Pulumi stack through the Automation API; `LocalTarget` drives processes on
-this machine. The orchestrator knows nothing else about either.
+this machine. The delivery flow (`flow.py`) knows nothing else about either.
 """
 
 from dataclasses import dataclass

@@ -1,8 +1,9 @@
 """Local versions: the current working tree, or a git commit in its own worktree and venv.
 
-- `worktree`: a snapshot of `service/src` copied at delivery time, run with the repo's venv. Each
-  snapshot is a new artifact (`<sha7>-wt<UTC time>`), like an image built from a dirty tree, so
-  baseline and stable keep running exactly the code they were started with.
+- `worktree`: a snapshot of `service/src` (and `contracts/src`, which it imports) copied at
+  delivery time, run with the repo's venv. Each snapshot is a new artifact (`<sha7>-wt<UTC
+  time>`), like an image built from a dirty tree, so baseline and stable keep running exactly
+  the code they were started with.
 - a commit-ish: `git worktree add --detach` plus `uv sync --locked --package image-service`, so the
   version runs with its own locked dependencies.
 - a name from the policy's `versions:` map: one of the above plus extra environment variables
@@ -22,6 +23,8 @@ from delivery.config import LocalVersion
 from delivery.target import TargetError, VersionInfo
 
 LABEL = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# Workspace members whose code a `worktree` snapshot carries: the service and its contracts.
+SNAPSHOT_MEMBERS = ("service", "contracts")
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,11 @@ def git(repo: Path, *args: str) -> str:
     except subprocess.CalledProcessError as exc:
         raise TargetError(f"git {' '.join(args)}: {exc.stderr.strip()}") from exc
     return out.stdout.strip()
+
+
+def head(repo: Path) -> str:
+    """The commit the checkout is at."""
+    return git(repo, "rev-parse", "HEAD")
 
 
 def now_iso() -> str:
@@ -111,11 +119,15 @@ def materialise(
         if not (target / "src" / "image_service").is_dir():
             tmp = versions_dir / f".{info.version}.tmp"
             shutil.rmtree(tmp, ignore_errors=True)
-            shutil.copytree(
-                repo / "service" / "src",
-                tmp / "src",
-                ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
-            )
+            # The service and the workspace members it imports, so the snapshot runs even where
+            # the venv's editable installs point into a checkout the service user cannot read.
+            for member in SNAPSHOT_MEMBERS:
+                shutil.copytree(
+                    repo / member / "src",
+                    tmp / "src",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+                    dirs_exist_ok=True,
+                )
             tmp.replace(target)
         venv = repo / ".venv"
         if runtime_python is not None:

@@ -9,12 +9,14 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-PROJECT = "image-platform"
+from image_contracts import tenants as tenants_contract
+from image_contracts.stacks import PROJECT
+from image_contracts.versions import version_error
+
 # EKS standard-support versions at the time of writing; extended support costs extra.
 SUPPORTED_KUBERNETES = ("1.31", "1.32", "1.33", "1.34")
 MIN_PROMETHEUS_RETENTION_HOURS = 6
@@ -205,7 +207,6 @@ class _Reader:
         return tuple(value)
 
 
-_VERSION = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$|^sha256:[0-9a-f]{64}$")
 _HOST = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 
@@ -213,11 +214,10 @@ _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 def _image_ref(key: str, value: str, *, optional: bool) -> str:
     if optional and value == "":
         return value
-    # "latest" and other moving tags defeat immutable tags; only SHAs/semver-like tags or digests.
-    if value in {"latest", "stable", "main"} or not _VERSION.match(value):
-        raise ConfigError(
-            f"{PROJECT}:{key} must be an immutable tag or sha256 digest, got {value!r}"
-        )
+    # One version syntax for every layer (image tag, label value, service env): the contract's.
+    problem = version_error(value)
+    if problem:
+        raise ConfigError(f"{PROJECT}:{key}: {problem}")
     return value
 
 
@@ -238,9 +238,6 @@ def _cidrs(key: str, values: tuple[str, ...], *, allow_world: bool) -> tuple[str
     return values
 
 
-_TENANT_ID = re.compile(r"[a-z0-9-]{1,63}")
-
-
 def parse_tenants(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(tenant ids, generated signing-secret names) of the service's TOML tenants file.
 
@@ -248,27 +245,22 @@ def parse_tenants(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     rules) and refuses signing secrets it cannot provide (env: refs, files elsewhere)."""
     key = f"{PROJECT}:tenants"
     try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{key} is not valid TOML: {exc}") from None
-    tables = document.get("tenants")
-    if not isinstance(tables, dict) or not tables:
-        raise ConfigError(f"{key} needs at least one [tenants.<id>] table")
-    if len(tables) > MAX_TENANTS:
+        entries = tenants_contract.parse_text(text)
+    except tenants_contract.TenantsFileError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+    if len(entries) > MAX_TENANTS:
         raise ConfigError(f"{key}: at most {MAX_TENANTS} tenants (S3 lifecycle rule limit)")
     names: list[str] = []
-    for tid, table in tables.items():
-        if not _TENANT_ID.fullmatch(tid) or not isinstance(table, dict):
-            raise ConfigError(f"{key}: tenant id {tid!r} must match [a-z0-9-]{{1,63}}")
-        for ref in table.get("signing_secrets", []):
-            name = str(ref).removeprefix(f"file:{SIGNING_DIR}/")
-            if name == ref or not _TENANT_ID.fullmatch(name):
+    for tid, entry in entries.items():
+        for ref in entry.signing_secrets:
+            name = ref.removeprefix(f"file:{SIGNING_DIR}/")
+            if name == ref or not tenants_contract.is_tenant_id(name):
                 raise ConfigError(
                     f"{key}: tenant {tid} signing secret {ref!r} must be "
                     f"file:{SIGNING_DIR}/<name> (the platform generates and mounts it)"
                 )
             names.append(name)
-    return tuple(tables), tuple(sorted(set(names)))
+    return tuple(entries), tuple(sorted(set(names)))
 
 
 def parse(raw: Mapping[str, str], *, environment: str, region: str) -> PlatformConfig:

@@ -14,11 +14,10 @@ from typing import Any
 
 import pulumi
 import yaml
+from image_contracts.stacks import PROJECT
 from pulumi.runtime import mocks
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
-
-from infra.config import PROJECT
 
 ACCOUNT_ID = "123456789012"
 ENVIRONMENTS = ("dev", "staging", "prod")

@@ -10,12 +10,13 @@ from __future__ import annotations
 import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
+from image_contracts.stacks import PROJECT
 
 from infra import iam
 from infra.buckets import IMAGE_PREFIX, Buckets
 from infra.ci_identity import CiIdentity
 from infra.cluster import Cluster, irsa_role
-from infra.config import KEYS, PROJECT, PlatformConfig, parse
+from infra.config import KEYS, PlatformConfig, parse
 from infra.gateway import GATEWAY_NAME, Gateway, Listener
 from infra.gateway import NAMESPACE as GATEWAY_NAMESPACE
 from infra.network import Network

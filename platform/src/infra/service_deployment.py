@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
+from image_contracts.tracks import TRACKS
+from image_contracts.versions import version_error
 
 from infra import k8s_objects
 from infra.k8s_objects import Manifest
 
-TRACKS = ("stable", "baseline", "canary")
 RUN_AS = 10001  # a high UID, distinct from any host user
 
 
@@ -71,6 +72,10 @@ class ServiceSpec:
     def __post_init__(self) -> None:
         if sum(self.weights) != 100 or min(self.weights) < 0:
             raise ValueError(f"{self.name}: weights {self.weights} must be >= 0 and sum to 100")
+        # Stable always runs; an empty canary version means "no canary".
+        for version in (self.stable_version, self.canary_version or self.stable_version):
+            if problem := version_error(version):
+                raise ValueError(f"{self.name}: {problem}")
         if self.pre_stop_sleep_seconds >= self.termination_grace_seconds:
             raise ValueError(f"{self.name}: preStop sleep must end before the grace period")
 
@@ -80,11 +85,10 @@ class ServiceSpec:
 
 
 def image_ref(repository: pulumi.Input[str], version: str) -> pulumi.Input[str]:
-    """repo:tag, or repo@sha256:... when the version is a digest."""
-    sep = "@" if version.startswith("sha256:") else ":"
+    """repo:version: versions are immutable tags (image_contracts.versions), never digests."""
     if isinstance(repository, str):
-        return f"{repository}{sep}{version}"
-    return pulumi.Output.concat(repository, sep, version)
+        return f"{repository}:{version}"
+    return pulumi.Output.concat(repository, ":", version)
 
 
 def _secret_key(path: str) -> str:

@@ -15,6 +15,7 @@ from image_service.app import create_app
 from image_service.build import build_service, build_tenants
 from image_service.config import settings_from_env
 from image_service.errors import ConfigError
+from image_service.protocol import JsonRefusalProtocol
 from image_service.server import DrainingServer
 from image_service.storage import StorageError
 from image_service.transform import harden_libvips
@@ -72,6 +73,7 @@ def main() -> int:
         server_header=False,
         timeout_graceful_shutdown=int(settings.grace_seconds),
         lifespan="on",
+        http=JsonRefusalProtocol,
     )
 
     def drain() -> None:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from image_service.app import Service
+from image_service import transform
 from image_service.config import Settings
 from image_service.errors import ConfigError
 from image_service.local_storage import LocalStorage
 from image_service.metrics import Metrics
+from image_service.service import ProbeFn, RenderFn, Service
 from image_service.storage import Storage
 from image_service.tenants import Tenant, demo_tenant, load_tenants_file
-from image_service.workers import WorkerPool
+from image_service.workers import UploadGate, WorkerPool
 
 
 def build_storage(settings: Settings) -> Storage:
@@ -37,15 +38,29 @@ def build_tenants(
 
 
 def build_service(
-    settings: Settings, tenants: dict[str, Tenant], storage: Storage | None = None
+    settings: Settings,
+    tenants: dict[str, Tenant],
+    storage: Storage | None = None,
+    render: RenderFn = transform.render,
+    probe: ProbeFn = transform.probe,
 ) -> Service:
     metrics = Metrics(settings.track, settings.version)
     gauge = metrics.queue_depth.labels(**metrics.base)
-    pool = WorkerPool(settings.workers, settings.queue_size, on_change=gauge.set)
+    pool = WorkerPool(
+        settings.workers,
+        settings.queue_size,
+        on_change=gauge.set,
+        on_start=lambda tenant, seconds: metrics.child(metrics.queue_seconds, tenant).observe(
+            seconds
+        ),
+    )
     return Service(
         settings=settings,
         tenants=tenants,
         storage=storage if storage is not None else build_storage(settings),
         metrics=metrics,
         pool=pool,
+        uploads=UploadGate(settings.workers + settings.queue_size),
+        render=render,
+        probe=probe,
     )

@@ -7,6 +7,16 @@ import hashlib
 from image_service.options import RenditionOptions, canonical_query
 
 IMMUTABLE = "public, max-age=31536000, immutable"
+TRIAL_MAX_AGE = 300  # seconds: a version under test is cached only this long anywhere
+
+
+def cache_control(track: str) -> str:
+    """Immutable only on stable; a canary or baseline reply expires within minutes.
+
+    Should a version under test be aborted, no cache the project controls keeps its replies
+    for long. Its renditions are also stored under its own code fingerprint (fingerprint.py).
+    """
+    return IMMUTABLE if track == "stable" else f"public, max-age={TRIAL_MAX_AGE}"
 
 
 def rendition_digest(

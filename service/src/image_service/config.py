@@ -8,10 +8,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from image_contracts.tracks import TRACKS
+from image_contracts.versions import version_error
+
 from image_service.errors import ConfigError
 
 PRODUCTION_NAMES = frozenset({"prod", "production"})
-TRACKS = frozenset({"stable", "baseline", "canary"})
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,10 @@ class Limits:
     max_output_dimension: int = 8192  # per side, after dpr
     max_frames: int = 200
     max_processing_seconds: float = 10.0
+    # AV1 encodes cannot be interrupted: cap their pixels and effort (measured: ADR 091).
+    max_avif_pixels: int = 4_000_000
+    avif_effort: int = 1  # libvips 0 (fastest) .. 9; 1 is aom speed 8, imgproxy's advice
+    body_timeout_seconds: float = 60.0  # the whole upload body must arrive within this
     max_metadata_bytes: int = 4 * 1024 * 1024  # EXIF + XMP + ICC + text, inflated
     max_header_bytes: int = 32 * 1024  # all request headers together
     max_headers: int = 100
@@ -102,8 +108,9 @@ def settings_from_env(env: Mapping[str, str], cpu_count: int | None = None) -> S
     if track not in TRACKS:
         raise ConfigError(f"IMAGE_SERVICE_TRACK={track!r} must be one of {sorted(TRACKS)}")
     version = env.get("IMAGE_SERVICE_VERSION", "dev") or "dev"
-    if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", version):
-        raise ConfigError(f"IMAGE_SERVICE_VERSION={version!r} must match [A-Za-z0-9._-]{{1,64}}")
+    version_problem = version_error(version)
+    if version_problem:
+        raise ConfigError(f"IMAGE_SERVICE_VERSION: {version_problem}")
     environment = env.get("IMAGE_SERVICE_ENVIRONMENT", "local") or "local"
     fault_tenant = env.get("IMAGE_SERVICE_FAULT_TENANT") or None
     faults = Faults(
@@ -130,6 +137,13 @@ def settings_from_env(env: Mapping[str, str], cpu_count: int | None = None) -> S
         max_frames=_int(env, "IMAGE_SERVICE_MAX_FRAMES", Limits.max_frames, 1, 10_000),
         max_processing_seconds=_float(
             env, "IMAGE_SERVICE_MAX_PROCESSING_SECONDS", Limits.max_processing_seconds, 0.01, 600
+        ),
+        max_avif_pixels=_int(
+            env, "IMAGE_SERVICE_MAX_AVIF_PIXELS", Limits.max_avif_pixels, 1, 1 << 30
+        ),
+        avif_effort=_int(env, "IMAGE_SERVICE_AVIF_EFFORT", Limits.avif_effort, 0, 9),
+        body_timeout_seconds=_float(
+            env, "IMAGE_SERVICE_BODY_TIMEOUT_SECONDS", Limits.body_timeout_seconds, 0.1, 3600
         ),
         max_metadata_bytes=_int(
             env, "IMAGE_SERVICE_MAX_METADATA_BYTES", Limits.max_metadata_bytes, 0, 1 << 30

@@ -1,23 +1,20 @@
-"""The one exception type the HTTP layer turns into a `{error, detail}` JSON reply."""
+"""Domain errors: what went wrong, in the service's own words. No HTTP here.
+
+`DomainError` carries a stable machine code and a human detail. The HTTP layer turns it into a
+status and headers through one table (http_errors.py); the image code never names a status.
+"""
 
 from __future__ import annotations
 
 
-class ApiError(Exception):
-    """A client-visible failure: an HTTP status, a stable machine code and a human detail."""
+class DomainError(Exception):
+    """A request the service will not carry out: a stable code, a detail, maybe a retry hint."""
 
-    def __init__(
-        self,
-        status: int,
-        error: str,
-        detail: str,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(f"{status} {error}: {detail}")
-        self.status = status
-        self.error = error
+    def __init__(self, code: str, detail: str, retry_after: int | None = None) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
         self.detail = detail
-        self.headers = headers or {}
+        self.retry_after = retry_after
 
 
 class ConfigError(Exception):

@@ -6,6 +6,7 @@ agrees, so a file can never be routed to a loader (SVG, PDF, matrix...) that it 
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 
@@ -70,6 +71,87 @@ def _png_end(data: bytes) -> int | None:
     return None
 
 
+# In entropy-coded data a marker is 0xFF then a byte that is not a stuffed 0x00, a restart
+# marker (RST0-7) or another fill 0xFF.
+_JPEG_SCAN_MARKER = re.compile(rb"\xff+[^\x00\xd0-\xd7\xff]")
+_JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
+
+
+def _jpeg_end(data: bytes, start: int = 0) -> int | None:
+    """Walk a JPEG's segments and scans from SOI to the first real EOI; None if it never ends."""
+    if data[start : start + 2] != b"\xff\xd8":
+        return None
+    pos, size = start + 2, len(data)
+    while pos < size:
+        if data[pos] != 0xFF:
+            return None
+        while pos < size and data[pos] == 0xFF:  # fill bytes before a marker
+            pos += 1
+        if pos >= size:
+            return None
+        marker = data[pos]
+        pos += 1
+        if marker == 0xD9:
+            return pos
+        if marker in _JPEG_STANDALONE:
+            continue
+        if pos + 2 > size or int.from_bytes(data[pos : pos + 2], "big") < 2:
+            return None
+        pos += int.from_bytes(data[pos : pos + 2], "big")
+        if marker == 0xDA:  # start of scan: entropy-coded data runs to the next marker
+            found = _JPEG_SCAN_MARKER.search(data, pos)
+            if found is None:
+                return None
+            pos = found.start()
+    return None
+
+
+def _jpeg_has_mpf(data: bytes) -> bool:
+    """An APP2 "MPF" segment: a multi-picture file (phones append images after the first)."""
+    return b"\xff\xe2" in data[:65536] and b"MPF\x00" in data[:65536]
+
+
+def _jpeg_intact(data: bytes) -> bool:
+    end = _jpeg_end(data)
+    # Multi-picture files carry further complete JPEG streams after the first; each is walked
+    # to its own end, so nothing but image data may follow.
+    while end is not None and end < len(data) and _jpeg_has_mpf(data):
+        end = _jpeg_end(data, end)
+    return end == len(data)
+
+
+def _gif_end(data: bytes) -> int | None:
+    """Walk a GIF's blocks (extensions, images and their sub-blocks) to the trailer."""
+    if len(data) < 13:
+        return None
+    flags = data[10]
+    pos = 13 + (3 * 2 ** ((flags & 7) + 1) if flags & 0x80 else 0)
+    while pos < len(data):
+        block = data[pos]
+        if block == 0x3B:
+            return pos + 1
+        if block == 0x21 and pos + 2 <= len(data):
+            _, pos = _gif_sub_blocks(data, pos + 2)
+        elif block == 0x2C and pos + 10 <= len(data):
+            local = data[pos + 9]
+            pos += 10 + (3 * 2 ** ((local & 7) + 1) if local & 0x80 else 0) + 1
+            _, pos = _gif_sub_blocks(data, pos)
+        else:
+            return None
+    return None
+
+
+def _riff_intact(data: bytes) -> bool:
+    """The RIFF size matches the file and the chunks tile the payload exactly."""
+    if len(data) < 12 or struct.unpack("<I", data[4:8])[0] + 8 != len(data):
+        return False
+    pos = 12
+    while pos + 8 <= len(data):
+        size = int.from_bytes(data[pos + 4 : pos + 8], "little")
+        pos += 8 + size + (size & 1)
+    return pos == len(data)
+
+
 def _bmff_end(data: bytes) -> int | None:
     pos = 0
     while pos + 8 <= len(data):
@@ -85,19 +167,20 @@ def _bmff_end(data: bytes) -> int | None:
 
 
 def container_intact(fmt: str, data: bytes) -> bool:
-    """True when the container ends exactly where the file does.
+    """True when the container, walked marker by marker, ends exactly where the file does.
 
-    Trailing bytes after the image's own end marker are how polyglots (image + HTML/ZIP/JS)
-    are built; a truncated container fails this too, before any decoding.
+    Trailing bytes after the image's own end are how polyglots (image + HTML/ZIP/JS) are
+    built, and a final end marker proves nothing: the walk finds the real end. A truncated
+    container fails this too, before any decoding.
     """
     if fmt == "jpeg":
-        return data.endswith(b"\xff\xd9")
+        return _jpeg_intact(data)
     if fmt == "png":
         return _png_end(data) == len(data)
     if fmt == "gif":
-        return data.endswith(b"\x3b")
+        return _gif_end(data) == len(data)
     if fmt == "webp":
-        return len(data) >= 12 and struct.unpack("<I", data[4:8])[0] + 8 == len(data)
+        return _riff_intact(data)
     if fmt == "avif":
         return _bmff_end(data) == len(data)
     return False

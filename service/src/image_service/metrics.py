@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import os
 import sysconfig
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pyvips
+from image_contracts.metrics import LATENCY_BUCKETS, REQUEST_DURATION, REQUESTS
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.metrics import MetricWrapperBase
-
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+from prometheus_client.registry import Collector
 
 
 @functools.cache
@@ -40,6 +42,43 @@ def _vips_tracked_memory() -> int:
 
 
 M = TypeVar("M", bound=MetricWrapperBase)
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def resident_bytes(statm: str) -> int:
+    """Resident set size from the text of /proc/<pid>/statm (pages -> bytes)."""
+    return int(statm.split()[1]) * PAGE_SIZE
+
+
+class ProcessCollector(Collector):
+    """RSS and CPU seconds of this process, labelled like every other series.
+
+    prometheus_client's own process collector registers only on its global REGISTRY, which
+    this service does not serve (each app owns a registry), and it carries no track/version
+    labels, so the judge could not tell canary from baseline with it.
+    """
+
+    def __init__(self, base: dict[str, str]) -> None:
+        self.base = base
+
+    def collect(self) -> Iterator[Metric]:
+        labels = list(self.base)
+        values = [self.base[k] for k in labels]
+        rss = GaugeMetricFamily(
+            "image_service_process_resident_memory_bytes", "Resident memory (RSS).", labels=labels
+        )
+        try:
+            rss.add_metric(values, resident_bytes(Path("/proc/self/statm").read_text()))
+        except OSError:  # not Linux: no series rather than a wrong one
+            pass
+        else:
+            yield rss
+        times = os.times()
+        cpu = CounterMetricFamily(
+            "image_service_process_cpu_seconds", "User + system CPU time.", labels=labels
+        )
+        cpu.add_metric(values, times.user + times.system)
+        yield cpu
 
 
 class Metrics:
@@ -50,13 +89,13 @@ class Metrics:
         tv = ["track", "version"]
         r = self.registry
         self.requests = Counter(
-            "image_service_http_requests",
+            REQUESTS.removesuffix("_total"),  # prometheus_client appends _total
             "HTTP requests by tenant, route template, method and status code.",
             [*tv, "tenant", "route", "method", "code"],
             registry=r,
         )
         self.request_duration = Histogram(
-            "image_service_http_request_duration_seconds",
+            REQUEST_DURATION,
             "HTTP request latency.",
             [*tv, "tenant", "route", "method"],
             buckets=LATENCY_BUCKETS,
@@ -102,6 +141,14 @@ class Metrics:
             [*tv, "backend", "operation"],
             registry=r,
         )
+        self.queue_seconds = Histogram(
+            "image_service_transform_queue_seconds",
+            "Time a transform waited for a worker, by tenant.",
+            [*tv, "tenant"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        r.register(ProcessCollector(self.base))
         self.vips_memory = Gauge(
             "image_service_vips_memory_bytes",
             "Memory currently tracked by libvips.",

@@ -39,13 +39,16 @@ IMAGE_ID = {
 }
 COMMON_ERRORS = {
     "404": _error("unknown tenant or image"),
+    "400": _error("malformed request, also from the HTTP parser"),
+    "405": _error("method not allowed (Allow lists the route's methods)"),
     "431": _error("too many or too large request headers"),
     "429": _error("tenant rate limit exceeded (Retry-After)"),
     "503": _error("overloaded or storage unavailable (Retry-After)"),
 }
 
 
-def spec() -> dict[str, Any]:
+def spec(max_dimension: int) -> dict[str, Any]:
+    size = {"type": "integer", "minimum": 1, "maximum": max_dimension}
     return {
         "openapi": "3.1.0",
         "info": {
@@ -99,6 +102,7 @@ def spec() -> dict[str, Any]:
                         },
                         "400": _error("empty body"),
                         "401": _error("missing or wrong API key"),
+                        "408": _error("the body did not arrive within the body deadline"),
                         "413": _error("upload or storage quota exceeded"),
                         "415": _error("not an allowed image format"),
                         "422": _error("corrupt image; too many pixels, frames or metadata bytes"),
@@ -112,8 +116,8 @@ def spec() -> dict[str, Any]:
                     "parameters": [
                         TENANT,
                         IMAGE_ID,
-                        _query("w", "width in CSS px", {"type": "integer", "minimum": 1}),
-                        _query("h", "height in CSS px", {"type": "integer", "minimum": 1}),
+                        _query("w", "width in CSS px (over the maximum: 422)", size),
+                        _query("h", "height in CSS px (over the maximum: 422)", size),
                         _query("fit", "default inside", {"type": "string", "enum": list(FITS)}),
                         _query(
                             "gravity", "default center", {"type": "string", "enum": list(GRAVITIES)}
@@ -145,7 +149,9 @@ def spec() -> dict[str, Any]:
                         "304": {"description": "If-None-Match matched the ETag"},
                         "400": _error("invalid, unknown or duplicate option"),
                         "403": _error("missing or invalid signature"),
-                        "422": _error("output too large or processing timeout"),
+                        "422": _error(
+                            "output too large (AVIF: too many pixels) or processing timeout"
+                        ),
                         **COMMON_ERRORS,
                     },
                 },

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from urllib.parse import unquote_plus
 
-from image_service.errors import ApiError
+from image_service.errors import DomainError
 
 FITS = ("inside", "cover", "contain", "fill", "outside")
 GRAVITIES = (
@@ -30,7 +30,8 @@ GRAVITIES = (
 FORMATS = ("jpeg", "png", "webp", "avif", "gif", "auto")
 ORDER = ("w", "h", "fit", "gravity", "format", "q", "dpr")
 SIGNATURE_PARAM = "sig"
-_SIZE = re.compile(r"[1-9][0-9]{0,5}")
+_SIZE = re.compile(r"[1-9][0-9]*")
+_SIZE_DIGITS = 9  # more digits than this is over any limit; int() is never asked
 _QUALITY = re.compile(r"[1-9][0-9]{0,2}")
 _DPR = re.compile(r"[1-4](?:\.[0-9]{1,2})?")
 
@@ -56,8 +57,8 @@ class RenditionOptions:
         return scale(self.width), scale(self.height)
 
 
-def _bad(detail: str) -> ApiError:
-    return ApiError(400, "invalid_option", detail)
+def _bad(detail: str) -> DomainError:
+    return DomainError("invalid_option", detail)
 
 
 def split_query(query: str) -> list[tuple[str, str]]:
@@ -82,10 +83,10 @@ def parse_options(
     seen: dict[str, str] = {}
     for name, value in pairs:
         if name in seen:
-            raise ApiError(400, "duplicate_option", f"parameter {name!r} given more than once")
+            raise DomainError("duplicate_option", f"parameter {name!r} given more than once")
         if name not in ORDER and name != SIGNATURE_PARAM:
-            raise ApiError(
-                400, "unknown_option", f"unknown parameter {name!r}; known: {', '.join(ORDER)}, sig"
+            raise DomainError(
+                "unknown_option", f"unknown parameter {name!r}; known: {', '.join(ORDER)}, sig"
             )
         seen[name] = value
     width = _size(seen, "w", max_dimension)
@@ -108,8 +109,7 @@ def parse_options(
     options = RenditionOptions(width, height, fit, gravity, fmt, quality, dpr)
     for side, scaled in zip(("w", "h"), options.target_size(), strict=True):
         if scaled is not None and scaled > max_dimension:
-            raise ApiError(
-                422,
+            raise DomainError(
                 "output_too_large",
                 f"{side} x dpr = {scaled} px exceeds the output limit of {max_dimension} px",
             )
@@ -122,14 +122,12 @@ def _size(seen: dict[str, str], name: str, max_dimension: int) -> int | None:
         return None
     if not _SIZE.fullmatch(raw):
         raise _bad(f"{name}={raw!r} must be a positive integer")
-    value = int(raw)
-    if value > max_dimension:
-        raise ApiError(
-            422,
-            "output_too_large",
-            f"{name}={value} exceeds the output limit of {max_dimension} px",
+    # Any positive integer is a size; one too large gets the same answer however large it is.
+    if len(raw) > _SIZE_DIGITS or int(raw) > max_dimension:
+        raise DomainError(
+            "output_too_large", f"{name}={raw} exceeds the output limit of {max_dimension} px"
         )
-    return value
+    return int(raw)
 
 
 def _choice(seen: dict[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:

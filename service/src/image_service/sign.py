@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 
-from image_service.errors import ApiError, ConfigError
+from image_service.errors import ConfigError, DomainError
 from image_service.options import parse_options, split_query
 from image_service.signing import signed_url
 from image_service.tenants import resolve_secret_ref
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         secret = resolve_secret_ref(args.secret, os.environ)
         options, _ = parse_options(split_query(args.query), max_dimension=65_535)
-    except (ConfigError, ApiError) as exc:
+    except (ConfigError, DomainError) as exc:
         print(f"sign: {exc}", file=sys.stderr)
         return 2
     print(signed_url(args.base.rstrip("/"), secret, args.tenant, args.image_id, options))

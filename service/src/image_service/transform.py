@@ -10,7 +10,7 @@ from typing import Any
 import pyvips
 
 from image_service.config import Limits
-from image_service.errors import ApiError
+from image_service.errors import DomainError
 from image_service.formats import (
     ANIMATED_OUTPUTS,
     DETECTED_LOADERS,
@@ -87,44 +87,39 @@ def _display_size(image: pyvips.Image, frames: int) -> tuple[int, int]:
 def probe(data: bytes, allowed: frozenset[str], limits: Limits) -> ImageInfo:
     """Validate an upload for real: format, container, header limits, then a full decode."""
     if not data:
-        raise ApiError(400, "empty_body", "the request body is empty")
+        raise DomainError("empty_body", "the request body is empty")
     fmt = sniff(data)
     if fmt is None:
-        raise ApiError(415, "unsupported_format", "not a JPEG, PNG, WebP, GIF or AVIF image")
+        raise DomainError("unsupported_format", "not a JPEG, PNG, WebP, GIF or AVIF image")
     if fmt not in allowed:
-        raise ApiError(415, "format_not_allowed", f"{fmt} uploads are not allowed for this tenant")
+        raise DomainError("format_not_allowed", f"{fmt} uploads are not allowed for this tenant")
     if not container_intact(fmt, data):
-        raise ApiError(
-            422, "invalid_image", f"the {fmt} container is truncated or has trailing data"
-        )
+        raise DomainError("invalid_image", f"the {fmt} container is truncated or has trailing data")
     metadata = metadata_size(fmt, data, limits.max_metadata_bytes)
     if metadata > limits.max_metadata_bytes:
-        raise ApiError(
-            422,
+        raise DomainError(
             "metadata_too_large",
             f"the image carries more than {limits.max_metadata_bytes} bytes of metadata",
         )
     detected = detected_loader(data)
     if detected != DETECTED_LOADERS[fmt]:
-        raise ApiError(
-            415,
+        raise DomainError(
             "unsupported_format",
             f"the file starts like {fmt} but libvips does not read it as {fmt}",
         )
     try:
         header = _load(data, fmt, all_frames=True)
     except pyvips.Error as exc:
-        raise ApiError(422, "invalid_image", f"cannot read the {fmt} header") from exc
+        raise DomainError("invalid_image", f"cannot read the {fmt} header") from exc
     frames = _frames(header)
     if frames > limits.max_frames:
-        raise ApiError(
-            422, "too_many_frames", f"{frames} frames exceed the limit of {limits.max_frames}"
+        raise DomainError(
+            "too_many_frames", f"{frames} frames exceed the limit of {limits.max_frames}"
         )
     width, height = _display_size(header, frames)
     pixels = width * height * frames
     if pixels > limits.max_input_pixels:
-        raise ApiError(
-            422,
+        raise DomainError(
             "image_too_large",
             f"{width}x{height}x{frames} frames = {pixels} pixels exceed the limit of "
             f"{limits.max_input_pixels}",
@@ -137,7 +132,7 @@ def probe(data: bytes, allowed: frozenset[str], limits: Limits) -> ImageInfo:
         extra.setdefault("fail_on", "error")
         _load(data, fmt, all_frames=True, access="sequential", **extra).avg()
     except pyvips.Error as exc:
-        raise ApiError(422, "invalid_image", f"the {fmt} data does not decode") from exc
+        raise DomainError("invalid_image", f"the {fmt} data does not decode") from exc
     return ImageInfo(fmt, width, height, frames)
 
 
@@ -165,7 +160,11 @@ def _jpeg_downscale(
         return None
     out_w, out_h = max(1, int(src_w * scale + 0.5)), max(1, int(src_h * scale + 0.5))
     shrink = jpeg_shrink_factor(src_w, src_h, out_w, out_h)
-    image = pyvips.Image.jpegload_buffer(data, shrink=shrink).autorot()
+    # Sequential access: libjpeg streams the scan through a few rows of buffers instead of
+    # libvips holding a whole decoded frame (autorot of a rotated image needs random access).
+    image = pyvips.Image.jpegload_buffer(data, shrink=shrink, access="sequential")
+    if image.get_typeof("orientation") and int(image.get("orientation")) not in (0, 1):
+        image = pyvips.Image.jpegload_buffer(data, shrink=shrink).autorot()
     if image.interpretation not in ("srgb", "b-w") or image.format != "uchar":
         return None
     return image.resize(out_w / image.width, vscale=out_h / image.height)
@@ -199,7 +198,7 @@ def needs_colour_management(header: pyvips.Image) -> bool:
     return b"sRGB" not in profile and "sRGB".encode("utf-16-be") not in profile
 
 
-def _save(image: pyvips.Image, fmt: str, quality: int) -> bytes:
+def _save(image: pyvips.Image, fmt: str, quality: int, limits: Limits) -> bytes:
     # keep="none" strips EXIF (GPS!), XMP, IPTC and ICC; pixels are already sRGB.
     if fmt == "jpeg":
         out = image.jpegsave_buffer(Q=quality, keep="none")
@@ -208,7 +207,11 @@ def _save(image: pyvips.Image, fmt: str, quality: int) -> bytes:
     elif fmt == "webp":
         out = image.webpsave_buffer(Q=quality, keep="none")
     elif fmt == "avif":
-        out = image.heifsave_buffer(Q=quality, compression="av1", keep="none")
+        # The AV1 encoder runs after libvips' last eval signal, so it cannot be killed: its
+        # time is bounded by the pixel cap checked before encoding and by effort (ADR 091).
+        out = image.heifsave_buffer(
+            Q=quality, compression="av1", effort=limits.avif_effort, keep="none"
+        )
     else:
         out = image.gifsave_buffer(keep="none")
     return bytes(out)
@@ -221,7 +224,12 @@ def render(
     limits: Limits,
     background: tuple[int, int, int],
 ) -> Rendered:
-    """Resize, colour-manage, strip and encode one rendition of a stored (validated) original."""
+    """Resize, colour-manage, strip and encode one rendition of a stored (validated) original.
+
+    The deadline runs from here and covers the encoder: libvips' eval signal kills the pixel
+    pipeline, and a result finished after the deadline is refused all the same.
+    """
+    deadline = time.monotonic() + limits.max_processing_seconds
     src_format = sniff(data) or "jpeg"
     header = _load(data, src_format, all_frames=True)
     frames = _frames(header)
@@ -282,16 +290,20 @@ def render(
 
     page_height = image.get_page_height() if animated else image.height
     if max(image.width, page_height) > limits.max_output_dimension:
-        raise ApiError(
-            422,
+        raise DomainError(
             "output_too_large",
             f"the rendition would be {image.width}x{page_height} px; the limit is "
             f"{limits.max_output_dimension} px per side",
         )
+    if out_format == "avif" and image.width * page_height > limits.max_avif_pixels:
+        raise DomainError(
+            "avif_too_large",
+            f"an AVIF of {image.width}x{page_height} = {image.width * page_height} pixels "
+            f"exceeds the AVIF limit of {limits.max_avif_pixels} pixels; ask for a smaller "
+            "size or another format",
+        )
     if out_format == "jpeg" and image.hasalpha():
         image = image.flatten(background=list(background))
-
-    deadline = time.monotonic() + limits.max_processing_seconds
 
     def on_eval(img: pyvips.Image, _progress: object) -> None:
         if time.monotonic() > deadline:
@@ -299,14 +311,15 @@ def render(
 
     image.set_progress(True)
     image.signal_connect("eval", on_eval)
+    timeout = DomainError(
+        "processing_timeout", f"rendering took longer than {limits.max_processing_seconds} s"
+    )
     try:
-        out = _save(image, out_format, options.quality)
+        out = _save(image, out_format, options.quality, limits)
     except pyvips.Error as exc:
         if time.monotonic() > deadline:
-            raise ApiError(
-                422,
-                "processing_timeout",
-                f"rendering took longer than {limits.max_processing_seconds} s",
-            ) from exc
+            raise timeout from exc
         raise
+    if time.monotonic() > deadline:
+        raise timeout
     return Rendered(out, image.width, page_height)

@@ -5,10 +5,11 @@ Metric names and labels are the contract in docs/architecture.md (prefix `image_
 
 from __future__ import annotations
 
+from image_contracts.metrics import REQUEST_DURATION as DURATION
+from image_contracts.metrics import REQUESTS
+
 from infra.observability.grafana_model import Annotation, Dashboard, Panel, Target, Variable
 
-REQUESTS = "image_service_http_requests_total"
-DURATION = "image_service_http_request_duration_seconds"
 CACHE = "image_service_rendition_cache_total"
 _TRACK = '{track=~"$track"}'
 

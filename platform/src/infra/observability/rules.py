@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-REQUESTS = "image_service_http_requests_total"
-DURATION = "image_service_http_request_duration_seconds"
+from image_contracts.metrics import REQUEST_DURATION as DURATION
+from image_contracts.metrics import REQUESTS
 
 Severity = Literal["page", "ticket"]
 

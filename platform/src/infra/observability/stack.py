@@ -13,6 +13,7 @@ from typing import Any
 
 import pulumi
 import yaml
+from image_contracts.stacks import PROJECT
 
 from infra import charts, helm, iam, k8s_objects
 from infra.cluster import Cluster, irsa_role
@@ -224,7 +225,7 @@ def prometheus_rule(runbook_base_url: str) -> Manifest:
         "metadata": {
             "name": "image-service",
             "namespace": NAMESPACE,
-            "labels": {"app.kubernetes.io/part-of": "image-platform"},
+            "labels": {"app.kubernetes.io/part-of": PROJECT},
         },
         "spec": rules.render(rules.all_groups(), runbook_base_url),
     }

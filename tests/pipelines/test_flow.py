@@ -1,19 +1,125 @@
-"""`deliver run` end to end over fakes: a recording target, a scripted metrics source, a
-file ledger and a fake clock. Proves the control flow and what lands in the ledger."""
+"""The delivery flow: its pure state machine and recovery decisions, then `deliver run` end to
+end over fakes (a recording target, a scripted metrics source, a file ledger, a fake clock),
+proving the control flow and what lands in the ledger."""
 
+import contextlib
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import pytest
 from delivery.config import DeliveryConfig, Step
 from delivery.delta import DeltaPolicy, Preview, ResourceOp
+from delivery.flow import (
+    IDLE,
+    Delivery,
+    Look,
+    Phase,
+    RunRequest,
+    RunResult,
+    State,
+    Stopped,
+    abort,
+    after_checks,
+    after_verdict,
+    converge,
+    recover,
+    start,
+)
 from delivery.judge import JudgePolicy
-from delivery.ledger import SCHEMA_VERSION, FileLedger, deliveries
+from delivery.ledger import SCHEMA_VERSION, Change, FileLedger, Outcome, deliveries, to_json
 from delivery.metrics import MetricsUnavailableError, Window
 from delivery.observation import Interval, StepObservation, TrackSeries
-from delivery.orchestrator import Delivery, Outcome, RunRequest
 from delivery.progress import Printer
 from delivery.target import Check, TargetState, VersionInfo
+
+
+def walk(outcomes: list[str], steps: int = 3, max_extensions: int = 1) -> list[State]:
+    state = start(IDLE)
+    seen = [state]
+    for outcome in outcomes:
+        look = Look(outcome, weight=10 * (state.step + 1), reasons=("error_ratio: +5 pp",))
+        state = after_verdict(state, look, steps=steps, max_extensions=max_extensions)
+        seen.append(state)
+    return seen
+
+
+def test_all_passes_walk_the_steps_then_promote() -> None:
+    states = walk(["pass", "pass", "pass"])
+    assert [(s.phase, s.step) for s in states] == [
+        (Phase.CANARY, 0),
+        (Phase.CANARY, 1),
+        (Phase.CANARY, 2),
+        (Phase.PROMOTED, 2),
+    ]
+    assert states[-1].done
+
+
+def test_fail_aborts_at_that_step() -> None:
+    final = walk(["pass", "fail"])[-1]
+    assert (final.phase, final.step) == (Phase.ABORTED, 1)
+    # The machine gives the whole reason: the step's weight and the judge's own reasons.
+    assert final.reason == "the judge failed the canary at 20%: error_ratio: +5 pp"
+
+
+def test_a_failed_look_without_metrics_says_so() -> None:
+    look = Look("fail", 10, ("error_ratio: missing",), metrics_error="Prometheus unreachable")
+    final = after_verdict(start(IDLE), look, steps=2, max_extensions=2)
+    assert (final.phase, final.reason) == (Phase.ABORTED, "no metrics: Prometheus unreachable")
+
+
+def test_failed_checks_abort_before_any_step() -> None:
+    state = after_checks(start(IDLE), ["runs as non-root", "loads its own libvips"])
+    assert state.phase is Phase.ABORTED
+    assert state.reason == "post-deploy checks failed: runs as non-root, loads its own libvips"
+    assert after_checks(start(IDLE), []) == start(IDLE)
+
+
+def test_inconclusive_extends_up_to_the_limit_then_aborts() -> None:
+    states = walk(["inconclusive", "inconclusive"], max_extensions=1)
+    assert (states[1].phase, states[1].step, states[1].extensions) == (Phase.CANARY, 0, 1)
+    assert states[2].phase is Phase.ABORTED
+    assert "inconclusive after 1" in states[2].reason
+
+
+def test_inconclusive_then_pass_moves_on_and_resets_extensions() -> None:
+    states = walk(["inconclusive", "pass"])
+    assert (states[2].phase, states[2].step, states[2].extensions) == (Phase.CANARY, 1, 0)
+
+
+def test_bad_transitions_are_errors() -> None:
+    with pytest.raises(ValueError, match="cannot start"):
+        start(State(Phase.CANARY))
+    with pytest.raises(ValueError, match="no verdict is expected"):
+        after_verdict(IDLE, Look("pass", 10), steps=1, max_extensions=0)
+    with pytest.raises(ValueError, match="unknown verdict outcome"):
+        after_verdict(start(IDLE), Look("maybe", 10), steps=1, max_extensions=0)
+    with pytest.raises(ValueError, match="no post-deploy checks"):
+        after_checks(IDLE, [])
+
+
+def test_abort_is_idempotent_on_finished_states() -> None:
+    promoted = State(Phase.PROMOTED, 2)
+    assert abort(promoted, "late") is promoted
+    assert abort(start(IDLE), "operator").reason == "operator"
+
+
+def test_recovery_decisions() -> None:
+    clean = recover("", 0, [])
+    assert not clean.needed
+    crashed = recover("v2", 25, ["d1"])
+    assert crashed.abort_target
+    assert crashed.close == ("d1",)
+    assert not crashed.record_orphan
+    orphan = recover("v2", 0, [])
+    assert orphan.abort_target
+    assert orphan.record_orphan
+    ledger_only = recover("", 0, ["d1"])  # died after removing the canary, before recording
+    assert not ledger_only.abort_target
+    assert ledger_only.close == ("d1",)
+
 
 BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
 TENANTS = ("acme", "globex", "initech")
@@ -143,6 +249,12 @@ def delivery(
     return d, ledger, out
 
 
+def stored(result: RunResult) -> dict[str, Any]:
+    """The delivery's `finished` record as the ledger stores it."""
+    assert result.record is not None
+    return to_json(result.record)
+
+
 def healthy() -> ScriptedMetrics:
     return ScriptedMetrics(series(100, 0.0), series(100, 0.0))
 
@@ -154,7 +266,7 @@ def test_good_version_walks_every_step_and_is_promoted(tmp_path: Path) -> None:
     assert result.outcome is Outcome.PROMOTED
     assert target.calls == ["preview", "start v2", "weight 10", "weight 50", "promote"]
     assert target.stable == "v2"
-    rec = result.record
+    rec = stored(result)
     assert rec["schema_version"] == SCHEMA_VERSION
     assert rec["outcome"] == "promoted"
     assert [s["weight"] for s in rec["steps"]] == [10, 50]
@@ -174,9 +286,9 @@ def test_errors_on_the_canary_abort_at_the_first_step(tmp_path: Path) -> None:
     assert target.calls[-1] == "abort"
     assert "promote" not in target.calls
     assert target.stable == "v1"
-    assert [s["weight"] for s in result.record["steps"]] == [10]
-    assert "judge failed the canary at 10%" in result.record["reason"]
-    step = result.record["steps"][0]
+    assert [s["weight"] for s in stored(result)["steps"]] == [10]
+    assert "judge failed the canary at 10%" in stored(result)["reason"]
+    step = stored(result)["steps"][0]
     # An interim look stopped the bake early; the step's final look was then taken on that data.
     assert step["duration_seconds"] < 10
     assert step["verdict"]["interim"] is False
@@ -190,7 +302,7 @@ def test_one_tenant_regression_is_named(tmp_path: Path) -> None:
     assert result.outcome is Outcome.ABORTED
     scopes = {
         row["scope"]
-        for row in result.record["steps"][-1]["verdict"]["evidence"]
+        for row in stored(result)["steps"][-1]["verdict"]["evidence"]
         if row["result"] == "fail"
     }
     assert "globex" in scopes
@@ -202,7 +314,7 @@ def test_metrics_outage_never_promotes_and_says_why(tmp_path: Path) -> None:
     d, _, _ = delivery(tmp_path, FakeTarget(), metrics)
     result = d.run(RunRequest("v2"))
     assert result.outcome is Outcome.ABORTED
-    assert result.record["reason"].startswith(
+    assert stored(result)["reason"].startswith(
         "no metrics: Prometheus at http://fake is unreachable"
     )
 
@@ -211,9 +323,9 @@ def test_too_few_requests_extends_then_aborts(tmp_path: Path) -> None:
     d, _, _ = delivery(tmp_path, FakeTarget(), ScriptedMetrics(series(1, 0.0), series(1, 0.0)))
     result = d.run(RunRequest("v2"))
     assert result.outcome is Outcome.ABORTED
-    assert [s["extensions"] for s in result.record["steps"]] == [0, 1]
+    assert [s["extensions"] for s in stored(result)["steps"]] == [0, 1]
     # At the bake's limit the judge fails in words (issue 12) instead of staying inconclusive.
-    assert "not enough traffic to judge" in result.record["reason"]
+    assert "not enough traffic to judge" in stored(result)["reason"]
 
 
 def test_failed_post_deploy_check_aborts_before_any_traffic(tmp_path: Path) -> None:
@@ -222,7 +334,7 @@ def test_failed_post_deploy_check_aborts_before_any_traffic(tmp_path: Path) -> N
     result = d.run(RunRequest("v2"))
     assert result.outcome is Outcome.ABORTED
     assert not any(c.startswith("weight") for c in target.calls)
-    assert "post-deploy checks failed: runs as non-root" in result.record["reason"]
+    assert "post-deploy checks failed: runs as non-root" in stored(result)["reason"]
 
 
 def test_gate_refusal_and_redeploys_are_refused_and_recorded(tmp_path: Path) -> None:
@@ -248,13 +360,14 @@ def test_converge_aborts_a_stale_canary_and_closes_the_open_entry(tmp_path: Path
     ledger.append(
         {"schema_version": 1, "kind": "started", "delivery_id": "d1", "env": "t", "version": "v2"}
     )
-    notes = d.converge()
+    notes = converge(d.target, ledger, "t", d.clock)
     assert target.calls == ["abort"]
     assert any("stale canary v2" in n for n in notes)
     view = deliveries(ledger.read().records, "t")
-    assert view[0]["outcome"] == "aborted"
-    assert view[0]["reason"].startswith("recovered")
-    assert d.converge() == []  # converged: nothing left to do
+    assert view[0].outcome is Outcome.ABORTED
+    assert view[0].reason.startswith("recovered")
+    assert view[0].subject.version == "v2"
+    assert converge(d.target, ledger, "t", d.clock) == []  # converged: nothing left to do
 
 
 def test_unexpected_error_mid_canary_aborts_and_reports_error(tmp_path: Path) -> None:
@@ -265,46 +378,67 @@ def test_unexpected_error_mid_canary_aborts_and_reports_error(tmp_path: Path) ->
     target = Broken()
     d, _, _ = delivery(tmp_path, target, healthy())
     result = d.run(RunRequest("v2"))
-    assert result.outcome is Outcome.ERROR
+    # An error, not a verdict: the canary is aborted and the record says which error.
+    assert result.outcome is Outcome.ABORTED
+    assert result.error == "error: RuntimeError: runtime API gone"
     assert "runtime API gone" in result.reason
     assert target.calls[-1] == "abort"
-    assert result.record["outcome"] == "aborted"
+    assert stored(result)["outcome"] == "aborted"
+    assert stored(result)["error"] == result.error
 
 
-def test_sigterm_mid_bake_aborts_and_records_why(tmp_path: Path) -> None:
-    import os
-    import signal
-
+def test_a_stop_mid_bake_aborts_and_records_why(tmp_path: Path) -> None:
+    """The CLI turns SIGTERM into `Stopped` where the flow is stoppable (see test_cli)."""
     target = FakeTarget()
     d, ledger, _ = delivery(tmp_path, target, healthy())
     clock = Clock()
-    sent = []
+    armed: list[bool] = []
+
+    @contextlib.contextmanager
+    def stoppable() -> Iterator[None]:
+        armed.append(True)
+        yield
+        armed.append(False)
 
     def sleep(seconds: float) -> None:  # `deliver abort` arrives during the first bake
         clock.sleep(seconds)
-        if not sent:
-            sent.append(True)
-            os.kill(os.getpid(), signal.SIGTERM)
+        assert armed == [True]  # the bake is a place where a stop may land
+        raise Stopped("stopped by signal SIGTERM")
 
-    d.clock, d.sleep = clock, sleep
-    before = signal.getsignal(signal.SIGTERM)
+    d.clock, d.sleep, d.stoppable = clock, sleep, stoppable
     result = d.run(RunRequest("v2"))
     assert result.outcome is Outcome.ABORTED
-    assert result.record["reason"] == "stopped by signal SIGTERM"
+    assert result.error == ""
+    assert stored(result)["reason"] == "stopped by signal SIGTERM"
     assert target.calls[-1] == "abort"
-    assert signal.getsignal(signal.SIGTERM) is before  # handlers restored
-    assert deliveries(ledger.read().records, "t")[-1]["outcome"] == "aborted"
+    assert armed == [True]  # left by the exception: promote/abort/record are never interrupted
+    assert deliveries(ledger.read().records, "t")[-1].outcome is Outcome.ABORTED
+
+
+def test_ids_and_times_come_from_the_injected_clock(tmp_path: Path) -> None:
+    d, ledger, _ = delivery(tmp_path, FakeTarget(), healthy())
+    result = d.run(RunRequest("v2"))
+    assert result.record is not None
+    assert result.record.delivery_id.startswith("t-20270115T080000-")
+    assert result.record.subject.started_at == "2027-01-15T08:00:00+00:00"
+    times = [r["recorded_at"] for r in ledger.read().records]
+    assert times == sorted(times)
+    assert all(t.startswith("2027-01-15T08:") for t in times)
 
 
 def test_platform_change_is_its_own_delivery(tmp_path: Path) -> None:
     vpc = ResourceOp("urn:v", "aws:iam/role:Role", "update")
     target = FakeTarget(platform_ops=(vpc,))
     d, _, _ = delivery(tmp_path, target, healthy())
-    result = d.run_platform(RunRequest(""))
-    assert result.outcome is Outcome.PROMOTED
+    commit = "9f3c2b1a" * 5
+    result = d.run_platform(RunRequest(commit))
+    assert result.outcome is Outcome.APPLIED
     assert target.calls == ["preview platform", "apply platform"]
-    assert result.record["outcome"] == "applied"
-    assert result.record["delta"]["kind"] == "platform"
+    assert stored(result)["outcome"] == "applied"
+    assert stored(result)["delta"]["kind"] == "platform"
+    assert stored(result)["change"] == Change.PLATFORM
+    assert stored(result)["commit"] == commit  # the platform commit it applied
+    assert stored(result)["version"] == "platform@9f3c2b1a9f3c"
 
     nothing = FakeTarget()
     d, _, _ = delivery(tmp_path, nothing, healthy())

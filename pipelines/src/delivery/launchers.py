@@ -1,0 +1,131 @@
+"""How each process of the local environment is started: its config, its argv, its log.
+
+Each launcher writes what its process needs, spawns it detached and returns at once, so the caller
+can record it before waiting for readiness (a `deliver` killed in between still finds it).
+"""
+
+import os
+import shutil
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from delivery import haproxy, procs, prometheus_local
+from delivery.procs import Proc
+from delivery.versions import Launch
+
+
+@dataclass(frozen=True)
+class Started:
+    proc: Proc
+    ready_url: str  # answers 200 once the process serves
+    ready_timeout: float
+
+
+def service(
+    *,
+    track: str,
+    launch: Launch,
+    port: int,
+    env_name: str,
+    service_dir: Path,
+    storage: Path,
+    tenants_file: Path,
+    home: Path,
+    logs: Path,
+    user: str | None,
+) -> Started:
+    env: Mapping[str, str] = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "IMAGE_SERVICE_HOST": "127.0.0.1",
+        "IMAGE_SERVICE_PORT": str(port),
+        "IMAGE_SERVICE_TRACK": track,
+        "IMAGE_SERVICE_VERSION": launch.version,
+        "IMAGE_SERVICE_STORAGE": str(storage),
+        "IMAGE_SERVICE_TENANTS_FILE": str(tenants_file),
+        "IMAGE_SERVICE_ENVIRONMENT": env_name,
+        **launch.env,
+    }
+    proc = procs.spawn(
+        f"service-{track}",
+        launch.argv,
+        port=port,
+        log=logs / f"service-{track}-{launch.version}.log",
+        env=env,
+        cwd=service_dir,
+        user=user,
+    )
+    return Started(proc, f"http://127.0.0.1:{port}/readyz", 60)
+
+
+def prometheus(
+    *, state_dir: Path, targets_file: Path, scrape_interval: float, logs: Path
+) -> Started:
+    port = procs.free_port()
+    data = state_dir / "prometheus-data"
+    data.mkdir(parents=True, exist_ok=True)
+    rules_dir = state_dir / "rules"
+    rules = sorted(rules_dir.glob("*.yml")) if rules_dir.is_dir() else []
+    config = state_dir / "prometheus.yml"
+    config.write_text(
+        prometheus_local.render_config(
+            targets_file=targets_file, scrape_interval=scrape_interval, rule_files=rules
+        )
+    )
+    proc = procs.spawn(
+        "prometheus",
+        [
+            shutil.which("prometheus") or "prometheus",
+            f"--config.file={config}",
+            f"--storage.tsdb.path={data}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--storage.tsdb.retention.time=1d",
+        ],
+        port=port,
+        log=logs / "prometheus.log",
+    )
+    return Started(proc, f"http://127.0.0.1:{port}/-/ready", 30)
+
+
+def gateway(*, config: Path, stats_socket: Path, stable_port: int, logs: Path) -> Started:
+    port = procs.free_port()
+    config.write_text(
+        haproxy.render_config(port=port, stats_socket=stats_socket, stable_port=stable_port)
+    )
+    binary = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/usr/local/sbin")
+    proc = procs.spawn(
+        "haproxy",
+        [binary or "haproxy", "-f", str(config), "-db"],
+        port=port,
+        log=logs / "haproxy.log",
+    )
+    return Started(proc, f"http://127.0.0.1:{port}/haproxy-metrics", 15)
+
+
+def traffic(
+    *,
+    gateway_url: str,
+    keys_file: Path,
+    stats_file: Path,
+    rps: float,
+    max_seconds: float,
+    logs: Path,
+) -> Proc:
+    argv: Sequence[str] = [
+        sys.executable,
+        "-m",
+        "delivery.traffic",
+        "--gateway",
+        gateway_url,
+        "--tenants",
+        str(keys_file),
+        "--stats",
+        str(stats_file),
+        "--rps",
+        str(rps),
+        "--max-seconds",
+        str(max_seconds),
+    ]
+    return procs.spawn("traffic", argv, port=0, log=logs / "traffic.log")

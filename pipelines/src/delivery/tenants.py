@@ -1,0 +1,68 @@
+"""The local environment's tenants: API keys for the traffic generator, key hashes for the service.
+
+The keys file (`tenant-keys.json`, 0600) stays with the deliverer; the service only ever gets the
+tenants file, which holds the keys' SHA-256 hashes. Keys are kept across runs while the tenant
+list is unchanged, so a restarted service and a running traffic generator still agree.
+"""
+
+import hashlib
+import json
+import os
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from image_contracts.tenants import TenantEntry, dump_document
+
+from delivery import privilege
+
+# Generous for the synthetic traffic: the judge, not the rate limiter, should see every request.
+REQUESTS_PER_SECOND = 1000
+
+
+@dataclass(frozen=True)
+class TenantKey:
+    id: str
+    key: str
+
+
+def keys(keys_file: Path, tenant_ids: Sequence[str]) -> tuple[tuple[TenantKey, ...], bool]:
+    """The tenants' keys, and whether they are new (then the tenants file must be rewritten)."""
+    if keys_file.exists():
+        known = tuple(TenantKey(t["id"], t["key"]) for t in json.loads(keys_file.read_text()))
+        if [t.id for t in known] == list(tenant_ids):
+            return known, False
+    fresh = tuple(TenantKey(t, secrets.token_urlsafe(24)) for t in tenant_ids)
+    keys_file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(keys_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump([{"id": t.id, "key": t.key} for t in fresh], handle)
+    return fresh, True
+
+
+def render(tenant_keys: Sequence[TenantKey]) -> str:
+    """The service's tenants file (the contract's format): each tenant with its key's hash,
+    unsigned reads allowed."""
+    return dump_document(
+        [
+            TenantEntry(
+                id=t.id,
+                api_key_sha256=(hashlib.sha256(t.key.encode()).hexdigest(),),
+                allow_unsigned_reads=True,
+                requests_per_second=REQUESTS_PER_SECOND,
+            )
+            for t in tenant_keys
+        ]
+    )
+
+
+def ensure(
+    keys_file: Path, tenants_file: Path, tenant_ids: Sequence[str], user: str | None
+) -> None:
+    """Keys for every tenant, and the service's tenants file to match (0600, the service's)."""
+    tenant_keys, fresh = keys(keys_file, tenant_ids)
+    if fresh or not tenants_file.exists():
+        tenants_file.parent.mkdir(parents=True, exist_ok=True)
+        # Key hashes only, yet still the service's secret material.
+        privilege.write_private(tenants_file, render(tenant_keys), user)

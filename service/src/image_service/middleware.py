@@ -1,0 +1,100 @@
+"""ASGI middleware: request ids, metrics, the access log, header limits and safe defaults."""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from image_service.config import Limits
+from image_service.errors import DomainError
+from image_service.http_errors import error_response
+from image_service.service import Service
+
+access_log = logging.getLogger("image_service.access")
+REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+METHODS = frozenset({"GET", "HEAD", "POST", "DELETE"})
+
+
+def header_refusal(headers: list[tuple[bytes, bytes]], limits: Limits) -> DomainError | None:
+    """uvicorn with httptools bounds neither header count nor size; the service does (431)."""
+    if len(headers) > limits.max_headers:
+        return DomainError("headers_too_large", f"more than {limits.max_headers} request headers")
+    size = sum(len(k) + len(v) + 4 for k, v in headers)
+    if size > limits.max_header_bytes:
+        return DomainError(
+            "headers_too_large", f"request headers exceed {limits.max_header_bytes} bytes"
+        )
+    return None
+
+
+class ObservabilityMiddleware:
+    """Request id, in-flight gauge, request metrics, one JSON access line, nosniff on all."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        svc: Service = scope["app"].state.service
+        m = svc.metrics
+        started = time.perf_counter()
+        text = ""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                text = value.decode("latin-1")
+                break
+        # Request ids correlate log lines; they need to be unique, not unguessable.
+        request_id = text if REQUEST_ID.fullmatch(text) else f"{random.getrandbits(128):032x}"
+        status = 500
+        sent = 0
+
+        async def wrapped_send(message: Message) -> None:
+            nonlocal status, sent
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode()),
+                    (b"x-content-type-options", b"nosniff"),
+                ]
+            elif message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
+            await send(message)
+
+        m.child(m.inflight).inc()
+        try:
+            refusal = header_refusal(scope["headers"], svc.settings.limits)
+            if refusal is not None:
+                await error_response(refusal)(scope, receive, wrapped_send)
+                return
+            await self.app(scope, receive, wrapped_send)
+        finally:
+            m.child(m.inflight).dec()
+            elapsed = time.perf_counter() - started
+            route_obj = scope.get("route")
+            route = getattr(route_obj, "path", "unmatched")
+            tenant = scope.get("state", {}).get("tenant", "unknown")
+            method = scope["method"] if scope["method"] in METHODS else "other"
+            m.child(m.requests, tenant, route, method, str(status)).inc()
+            m.child(m.request_duration, tenant, route, method).observe(elapsed)
+            if tenant != "unknown":
+                m.child(m.bytes_sent, tenant).inc(sent)
+            if access_log.isEnabledFor(logging.INFO):
+                access_log.info(
+                    "request",
+                    extra={
+                        "request_id": request_id,
+                        "tenant": tenant,
+                        "route": route,
+                        "method": method,
+                        "code": status,
+                        "duration_ms": round(elapsed * 1000, 2),
+                        "bytes": sent,
+                    },
+                )

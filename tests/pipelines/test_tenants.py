@@ -1,0 +1,37 @@
+"""Tenant keys for the traffic generator; the tenants file in the contract's format."""
+
+import hashlib
+import json
+import stat
+from pathlib import Path
+
+from delivery import tenants
+from image_contracts.tenants import parse_text
+
+
+def test_keys_are_kept_while_the_tenant_list_is_unchanged(tmp_path: Path) -> None:
+    keys_file, tenants_file = tmp_path / "keys.json", tmp_path / "svc" / "tenants.toml"
+    tenants.ensure(keys_file, tenants_file, ["acme", "globex"], None)
+    first = json.loads(keys_file.read_text())
+    written = tenants_file.read_text()
+    tenants.ensure(keys_file, tenants_file, ["acme", "globex"], None)
+    assert json.loads(keys_file.read_text()) == first
+    assert tenants_file.read_text() == written
+    tenants.ensure(keys_file, tenants_file, ["acme", "initech"], None)  # a new list: new keys
+    assert [t["id"] for t in json.loads(keys_file.read_text())] == ["acme", "initech"]
+    assert json.loads(keys_file.read_text())[0]["key"] != first[0]["key"]
+
+
+def test_the_service_gets_hashes_only_in_a_private_file(tmp_path: Path) -> None:
+    keys_file, tenants_file = tmp_path / "keys.json", tmp_path / "tenants.toml"
+    tenants.ensure(keys_file, tenants_file, ["acme", "globex"], None)
+    keys = {t["id"]: t["key"] for t in json.loads(keys_file.read_text())}
+    text = tenants_file.read_text()
+    assert all(key not in text for key in keys.values())
+    entries = parse_text(text)  # what the service reads, read the service's way
+    assert list(entries) == ["acme", "globex"]
+    for tid, entry in entries.items():
+        assert entry.api_key_sha256 == (hashlib.sha256(keys[tid].encode()).hexdigest(),)
+        assert entry.allow_unsigned_reads
+    for path in (keys_file, tenants_file):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
