@@ -203,6 +203,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--only", default="", help="run only tasks whose kind matches")
+    parser.add_argument("--skip", type=Path, help="JSON lines whose tasks are already measured")
     args = parser.parse_args()
     if args.render:
         rows = [json.loads(line) for line in args.render.read_text().splitlines() if line]
@@ -216,6 +217,9 @@ def main() -> int:
     if not 0.01 <= args.scale <= 10 or not 1 <= args.workers <= 8:
         parser.error("--scale must be in [0.01, 10] and --workers in [1, 8]")
     todo = [t for t in tasks(args.scale) if args.only in t.kind]
+    if args.skip:
+        done = [json.loads(line)["task"] for line in args.skip.read_text().splitlines() if line]
+        todo = [t for t in todo if asdict(t) not in done]
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         futures = [pool.submit(measure, t, args.seed) for t in todo]
         for future in as_completed(futures):
