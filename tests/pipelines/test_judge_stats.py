@@ -8,6 +8,7 @@ from delivery.judge_stats import (
     fisher_exact,
     histogram_quantile,
     mann_whitney_from_counts,
+    mann_whitney_rows,
     quantile_interval,
     quasi_p_values,
     rank_dispersion,
@@ -201,3 +202,18 @@ def test_split_p_values_flag_a_missing_share_not_noise() -> None:
     assert p[1] < 1e-100  # a tenant the canary does not serve
     assert p[2] == 1.0  # 5% short: within the tolerance
     assert p[3] < 1e-30  # the baseline's traffic is missing
+
+
+@pytest.mark.parametrize("alternative", ["greater", "less", "two-sided"])
+def test_mann_whitney_rows_match_scipy_with_ties_and_gaps(alternative: str) -> None:
+    rng = np.random.default_rng(11)
+    x = rng.integers(0, 4, (30, 12)) / 10.0
+    y = rng.integers(0, 4, (30, 12)) / 10.0
+    x_valid = rng.random((30, 12)) < 0.8
+    y_valid = rng.random((30, 12)) < 0.8
+    p, p_min = mann_whitney_rows(x, x_valid, y, y_valid, alternative)  # type: ignore[arg-type]
+    for i in range(30):
+        a, b = x[i][x_valid[i]], y[i][y_valid[i]]
+        expected = stats.mannwhitneyu(a, b, alternative=alternative, method="asymptotic")
+        assert p[i] == pytest.approx(expected.pvalue, abs=1e-12)
+        assert p_min[i] <= p[i] + 1e-12

@@ -36,6 +36,7 @@ from delivery.judge_stats import (
     fisher_exact,
     histogram_quantile,
     mann_whitney_from_counts,
+    mann_whitney_rows,
     quantile_interval,
     quasi_p_values,
     rank_dispersion,
@@ -613,25 +614,15 @@ def _interval_mwu_ratios(
     req_b = _interval_matrix(baseline.requests, per_tenant)
     err_c = _interval_matrix(canary.errors, per_tenant)
     err_b = _interval_matrix(baseline.errors, per_tenant)
-    p = np.ones(req_c.shape[0])
-    p_min = np.ones(req_c.shape[0])
-    eligible = np.zeros(req_c.shape[0], dtype=bool)
-    for i in range(req_c.shape[0]):
-        keep_c = req_c[i] > 0
-        keep_b = req_b[i] > 0
-        if keep_c.sum() < 3 or keep_b.sum() < 3:
-            continue
-        eligible[i] = True
-        ratios_c = err_c[i][keep_c] / req_c[i][keep_c]
-        ratios_b = err_b[i][keep_b] / req_b[i][keep_b]
-        pooled = np.sort(np.concatenate([ratios_c, ratios_b]))
-        if np.ptp(pooled) == 0:
-            continue  # all equal (typically all zero): nothing to rank
-        p[i] = float(stats.mannwhitneyu(ratios_c, ratios_b, alternative=alternative).pvalue)
-        top = (pooled[-ratios_c.size :], pooled[: -ratios_c.size])
-        if alternative == "less":
-            top = (pooled[: ratios_c.size], pooled[ratios_c.size :])
-        p_min[i] = float(stats.mannwhitneyu(*top, alternative=alternative).pvalue)
+    keep_c = req_c > 0
+    keep_b = req_b > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios_c = np.where(keep_c, err_c / req_c, 0.0)
+        ratios_b = np.where(keep_b, err_b / req_b, 0.0)
+    eligible = (keep_c.sum(axis=1) >= 3) & (keep_b.sum(axis=1) >= 3)
+    p, p_min = mann_whitney_rows(ratios_c, keep_c, ratios_b, keep_b, alternative)
+    p = np.where(eligible, p, 1.0)
+    p_min = np.where(eligible, p_min, 1.0)
     return p, p_min, eligible
 
 
