@@ -134,7 +134,9 @@ def test_no_pass_without_power_and_the_requests_needed_come_from_the_baseline_ra
     )
     assert match is not None
     more = int(match.group(1).replace(",", ""))
-    alpha = staging.look_alpha(interim=False) / (len(staging.metrics) + 1) / (1 + len(TENANTS))
+    assert staging.aggregate_alpha_share is not None
+    share = staging.aggregate_alpha_share
+    alpha = staging.look_alpha(interim=False) / (len(staging.metrics) + 1) * share
     rate = (12.0 + 0.5) / (1200.0 + 1.0)
     expected = requests_for_power(rate, 0.01, alpha, staging.power)
     assert more == math.ceil(float(expected) - 1200.0)

@@ -430,9 +430,13 @@ def _power_shortfall(
     n_c, n_b = scopes.canary_n[0], scopes.baseline_n[0]
     e_b = scopes.baseline_value[0] * n_b if np.isfinite(scopes.baseline_value[0]) else 0.0
     rate = (e_b + 0.5) / (n_b + 1.0)  # a zero count is not a zero rate
-    # Holm over the tenants makes the aggregate's level at worst alpha / scopes.
-    level = ctx.final_alpha / max(1, int(scopes.eligible.sum()))
-    level = min(level, ctx.final_alpha)
+    # The aggregate's level at the final look: its own share, or (one family with the
+    # tenants) at worst alpha / scopes under Holm.
+    share = policy.aggregate_alpha_share
+    if share is not None and len(scopes.names) > 1:
+        level = ctx.final_alpha * share
+    else:
+        level = ctx.final_alpha / max(1, int(scopes.eligible.sum()))
     # Independent requests: under overdispersion the count test needs phi times more, but the
     # interval ranks keep much of their power (ADR 103); the tables measure what is left.
     required = float(requests_for_power(rate, metric.min_effect, level, policy.power))
