@@ -96,6 +96,17 @@ def tasks(scale: float) -> list[Task]:
         ),
         *(power(Effect(f"latency x{f:g}", latency_factor=f), 200) for f in (1.1, 1.2, 1.3, 1.5)),
     ]
+    # The same targets without the noise: what the noise costs.
+    for effect, runs, until in (
+        (Effect("+1pp 5xx", error_delta=0.01), 670, 300.0),
+        (Effect("+5pp 5xx", error_delta=0.05), 200, 120.0),
+        *((Effect(f"latency x{f:g}", latency_factor=f), 200, 300.0) for f in (1.1, 1.2, 1.3)),
+        (Effect("tenant of rank 5 (5.6% of traffic) at +10pp", error_delta=0.1, tenant_rank=5),
+         200, 300.0),
+    ):  # fmt: skip
+        out.append(
+            Task("power", "staging", INDEPENDENT, 100.0, effect, n(runs), 0.10, 300.0, until)
+        )
     for env in ("staging", "prod"):
         for noise in NOISES[:-1]:
             out.append(Task("delivery", env, noise, 1000.0, HEALTHY, n(300)))
