@@ -110,12 +110,20 @@ def test_faster_canary_is_not_a_regression() -> None:
     assert verdict.outcome == "pass"
 
 
-def test_no_data_on_either_track_fails_a_critical_metric() -> None:
-    verdict = judge(_observation(TrackSeries({}), TrackSeries({})), JudgePolicy())
-    assert verdict.outcome == "fail"
-    assert verdict.reasons[0].startswith("critical metric(s) without data on both tracks")
-    assert verdict.evidence[0].result == "untested"
-    assert "not tested" in verdict.render_table()
+def test_no_requests_on_either_track_is_too_little_traffic_and_fails_at_the_limit() -> None:
+    empty = _observation(TrackSeries({}), TrackSeries({}))
+    verdict = judge(empty, JudgePolicy())
+    assert verdict.outcome == "inconclusive"
+    results = {row.metric: row.result for row in verdict.evidence}
+    assert results == {
+        "error_ratio": "insufficient",
+        "latency": "untested",
+        "latency_p99": "untested",
+    }
+    assert "error_ratio too little data" in verdict.render_table()
+    at_limit = judge(empty, JudgePolicy(), at_limit=True)
+    assert at_limit.outcome == "fail"
+    assert at_limit.reasons[0].startswith("not enough traffic to judge")
 
 
 def test_latency_on_neither_track_is_not_tested_and_left_out_of_the_score() -> None:

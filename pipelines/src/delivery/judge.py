@@ -342,9 +342,13 @@ def _judge_metric(metric: MetricPolicy, policy: JudgePolicy, ctx: _Context) -> _
         return _MetricOutcome("untested", [row], [_missing_reason(metric, row.note)], [])
     scopes = _scopes(metric, policy, ctx, per_tenant)
     if scopes.canary_n[0] <= 0 or scopes.baseline_n[0] <= 0:
-        note = f"no data: canary n={scopes.canary_n[0]:.0f}, baseline n={scopes.baseline_n[0]:.0f}"
-        row = _missing_row(metric, note, alpha, "untested")
-        return _MetricOutcome("untested", [row], [_missing_reason(metric, note)], [])
+        # No requests on a track: too little traffic (a gap the split check cannot call
+        # significant), which keeps the verdict inconclusive and fails it at the bake's limit.
+        note = (
+            f"no requests: canary n={scopes.canary_n[0]:.0f}, baseline n={scopes.baseline_n[0]:.0f}"
+        )
+        row = _missing_row(metric, note, alpha, "insufficient")
+        return _MetricOutcome("insufficient", [row], [f"{metric.name}: {note}"], [])
 
     eligible = scopes.eligible.copy()
     testable = eligible.copy()
