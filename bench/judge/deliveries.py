@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from judge_eval.deliveries import Plan, run, wilson
 from judge_eval.realistic import HEALTHY, Effect, Noise, World
+from judge_eval.report import _replace_section as replace_section
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = 20261129
@@ -196,15 +197,6 @@ def render(rows: list[dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
-def _replace(doc: Path, text: str) -> None:
-    content = doc.read_text()
-    if BEGIN not in content or END not in content:
-        raise SystemExit(f"{doc} is missing the markers {BEGIN!r} ... {END!r}")
-    head, rest = content.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    doc.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, help="JSON lines to append results to")
@@ -220,7 +212,7 @@ def main() -> int:
         rows = [json.loads(line) for line in args.render.read_text().splitlines() if line]
         text = render(rows)
         if args.doc:
-            _replace(args.doc, text)
+            replace_section(args.doc, text, BEGIN, END)
         print(text)
         return 0
     if args.out is None:

@@ -23,7 +23,9 @@ from delivery.judge import NOT_ENOUGH_TRAFFIC, JudgePolicy, judge
 from delivery.judge_policy import look_schedule
 from delivery.observation import Interval, StepObservation, TrackSeries
 
+from judge_eval.observe import _track as track_intervals
 from judge_eval.realistic import HEALTHY, Effect, StepTraffic, World, generate_step
+from judge_eval.traffic import TrackCounts
 
 Ending = Literal["promoted", "harm", "traffic"]
 BATCH = 100
@@ -152,16 +154,10 @@ def _judge_step(
 def _intervals(
     traffic: StepTraffic, run_index: int, track: int, names: list[str]
 ) -> dict[str, tuple[Interval, ...]]:
-    requests = traffic.requests[run_index, track].astype(float).tolist()
-    errors = traffic.errors[run_index, track].astype(float).tolist()
-    latency = traffic.latency[run_index, track].astype(float).tolist()
-    return {
-        name: tuple(
-            Interval(n, e, tuple(b))
-            for n, e, b in zip(requests[t], errors[t], latency[t], strict=True)
-        )
-        for t, name in enumerate(names)
-    }
+    counts = TrackCounts(
+        traffic.requests[:, track], traffic.errors[:, track], traffic.latency[:, track]
+    )
+    return track_intervals(names, counts, run_index)
 
 
 def _observation(

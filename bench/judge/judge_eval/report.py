@@ -22,6 +22,7 @@ from typing import Any
 from delivery.judge_policy import JudgePolicy
 
 from judge_eval.baselines import ARGO, FLAGGER, FLAGGER_SERVICE, ThresholdJudge
+from judge_eval.deliveries import wilson
 from judge_eval.harness import PolicyJudge, Result, aggregate_mwu, evaluate, ours
 from judge_eval.scenarios import AA, STANDARD, Scenario
 from judge_eval.traffic import TrafficModel
@@ -206,9 +207,7 @@ def _nanmean(values: list[float]) -> float:
 
 def wilson_upper(rate: float, runs: int, z: float = 1.96) -> float:
     """Upper end of the 95% Wilson interval: what a measured false-fail rate can claim."""
-    centre = rate + z * z / (2 * runs)
-    spread = z * math.sqrt(rate * (1 - rate) / runs + z * z / (4 * runs * runs))
-    return (centre + spread) / (1 + z * z / runs)
+    return wilson(round(rate * runs), runs, z)[1]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -263,13 +262,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _replace_section(doc: Path, text: str) -> None:
-    content = doc.read_text() if doc.exists() else f"{BEGIN}\n{END}\n"
-    if BEGIN not in content or END not in content:
-        raise SystemExit(f"{doc}: missing the markers {BEGIN!r} ... {END!r}")
-    head, rest = content.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    doc.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
+def _replace_section(doc: Path, text: str, begin: str = BEGIN, end: str = END) -> None:
+    content = doc.read_text() if doc.exists() else f"{begin}\n{end}\n"
+    if begin not in content or end not in content:
+        raise SystemExit(f"{doc}: missing the markers {begin!r} ... {end!r}")
+    head, rest = content.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    doc.write_text(f"{head}{begin}\n{text}\n{end}{tail}")
 
 
 def as_dicts(rows: Sequence[Row]) -> list[dict[str, Any]]:
