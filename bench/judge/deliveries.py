@@ -180,7 +180,7 @@ def render(rows: list[dict[str, object]]) -> str:
     lines += [
         "",
         "Power: one step of the staging policy (its per-look budget), 10% weight, 100 req/s,",
-        "realistic noise; caught = failed on harm within the time shown.",
+        "under the noise shown; caught = failed on harm within the time shown.",
         "",
         "| traffic | regression | runs | caught | within | median time to fail |",
         "|---|---|---|---|---|---|",
