@@ -56,7 +56,7 @@ class MetricPolicy:
     weight: float = 1.0
     per_tenant: bool = False
     quantile: float = 0.5  # latency: the quantile the effect is reported on; tail: the tail
-    test: ErrorTest = "dispersed"
+    test: ErrorTest = "exact"  # prod, staging and dev ask for "dispersed" (ADR 100)
     min_effect: float | None = None
     critical_effect: float | None = None
 
