@@ -149,6 +149,12 @@ class LocalEnv:
             for v in views
         ]
 
+    def first(self, version: str) -> dict[str, Any]:
+        """The delivery that ran this version (a later refused redeploy adds its own record)."""
+        found = [d for d in self.deliveries() if d.get("version") == version]
+        assert found, f"no ledger entry for {version}"
+        return found[0]
+
     def last(self, version: str) -> dict[str, Any]:
         found = [d for d in self.deliveries() if d.get("version") == version]
         assert found, f"no ledger entry for {version}"

@@ -185,7 +185,7 @@ def test_the_score_means_the_same_for_any_number_of_metrics() -> None:
 
 
 def test_the_table_says_not_tested_too_little_data_and_passed(real: JudgePolicy) -> None:
-    tiny = {"acme": (interval(0.2, shape=None),) * 10}
+    tiny: dict[str, tuple[Interval, ...]] = {"acme": (interval(0.2, shape=None),) * 10}
     no_latency = track(shape=None, errors=0.2, override=tiny)
     text = judge(observe(no_latency, no_latency), real).render_table(all_tenants=True)
     assert "latency not tested" in text

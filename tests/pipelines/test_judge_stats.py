@@ -139,7 +139,7 @@ def test_fast_fisher_matches_scipy_on_random_tables() -> None:
     for alternative in ("greater", "less"):
         p, _ = fisher_exact(e_c, n_c, e_b, n_b, alternative)
         expected = [
-            stats.fisher_exact([[a, b - a], [c, d - c]], alternative=alternative).pvalue
+            stats.fisher_exact(np.array([[a, b - a], [c, d - c]]), alternative=alternative).pvalue
             for a, b, c, d in zip(e_c, n_c, e_b, n_b, strict=True)
         ]
         assert p == pytest.approx(expected, rel=1e-7, abs=1e-12)
@@ -214,6 +214,8 @@ def test_mann_whitney_rows_match_scipy_with_ties_and_gaps(alternative: str) -> N
     p, p_min = mann_whitney_rows(x, x_valid, y, y_valid, alternative)  # type: ignore[arg-type]
     for i in range(30):
         a, b = x[i][x_valid[i]], y[i][y_valid[i]]
-        expected = stats.mannwhitneyu(a, b, alternative=alternative, method="asymptotic")
+        expected = stats.mannwhitneyu(  # type: ignore[call-overload]
+            a, b, alternative=alternative, method="asymptotic"
+        )
         assert p[i] == pytest.approx(expected.pvalue, abs=1e-12)
         assert p_min[i] <= p[i] + 1e-12
