@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from image_service.config import Limits
 from image_service.errors import DomainError
+from image_service.fastpath import serve_stored
 from image_service.http_errors import error_response
 from image_service.service import Service
 
@@ -73,7 +74,8 @@ class ObservabilityMiddleware:
             if refusal is not None:
                 await error_response(refusal)(scope, receive, wrapped_send)
                 return
-            await self.app(scope, receive, wrapped_send)
+            if not (svc.fast_reads and await serve_stored(svc, scope, wrapped_send)):
+                await self.app(scope, receive, wrapped_send)
         finally:
             m.child(m.inflight).dec()
             elapsed = time.perf_counter() - started
