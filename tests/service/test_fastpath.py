@@ -11,6 +11,7 @@ from image_service.fastpath import serve_stored
 from image_service.options import RenditionOptions
 from image_service.signing import signed_url
 from service_testkit import ACME_SECRETS, BETA_KEY, App, AppFactory, Images
+from starlette.types import Message
 
 REQUEST_ID = "fastpath-test-1"
 
@@ -110,9 +111,9 @@ def test_serve_stored_answers_hits_and_declines_misses(
     app = make_app()
     iid = app.upload(images.png, tenant="beta", key=BETA_KEY).json()["id"]
     app.client.get(f"/v1/beta/images/{iid}?w=30")
-    sent: list[dict[str, object]] = []
+    sent: list[Message] = []
 
-    async def send(message: dict[str, object]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
 
     def scope(query: bytes, method: str = "GET") -> dict[str, object]:

@@ -18,7 +18,7 @@ import re
 
 import anyio
 from image_contracts.tenants import is_tenant_id
-from starlette.types import Send
+from starlette.types import Scope, Send
 
 from image_service.caching import cache_control, none_match
 from image_service.errors import DomainError
@@ -41,24 +41,19 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
     return None
 
 
-async def serve_stored(svc: Service, scope: dict[str, object], send: Send) -> bool:
+async def serve_stored(svc: Service, scope: Scope, send: Send) -> bool:
     """Answer a GET of a stored rendition (200) or a revalidation (304); False: not answered."""
     if scope["method"] != "GET" or scope.get("root_path") or svc.settings.faults.enabled:
         return False
-    path = scope["path"]
-    assert isinstance(path, str)
-    match = ROUTE.fullmatch(path)
+    match = ROUTE.fullmatch(scope["path"])
     if match is None:
         return False
     tenant_id, image_id = match.groups()
     tenant = svc.tenants.get(tenant_id) if is_tenant_id(tenant_id) else None
     if tenant is None or not IMAGE_ID.fullmatch(image_id):
         return False
-    raw = scope["query_string"]
-    assert isinstance(raw, bytes)
-    query = raw.decode("latin-1")
+    query = scope["query_string"].decode("latin-1")
     headers = scope["headers"]
-    assert isinstance(headers, list)
     accept = _header(headers, b"accept") if "auto" in query or "%" in query else None
     limits = svc.settings.limits
     try:
@@ -86,7 +81,6 @@ async def serve_stored(svc: Service, scope: dict[str, object], send: Send) -> bo
     if not found or (cached is None and not revalidating):
         return False  # not found or a miss: the full path reads again and renders
     state = scope.setdefault("state", {})
-    assert isinstance(state, dict)
     state["tenant"] = tenant.id
     try:
         rate_limit(svc, tenant)

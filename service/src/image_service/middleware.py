@@ -68,7 +68,8 @@ class ObservabilityMiddleware:
                 sent += len(message.get("body", b""))
             await send(message)
 
-        m.child(m.inflight).inc()
+        inflight = m.child(m.inflight)
+        inflight.inc()
         try:
             refusal = header_refusal(scope["headers"], svc.settings.limits)
             if refusal is not None:
@@ -77,16 +78,17 @@ class ObservabilityMiddleware:
             if not (svc.fast_reads and await serve_stored(svc, scope, wrapped_send)):
                 await self.app(scope, receive, wrapped_send)
         finally:
-            m.child(m.inflight).dec()
+            inflight.dec()
             elapsed = time.perf_counter() - started
             route_obj = scope.get("route")
             route = getattr(route_obj, "path", "unmatched")
             tenant = scope.get("state", {}).get("tenant", "unknown")
             method = scope["method"] if scope["method"] in METHODS else "other"
-            m.child(m.requests, tenant, route, method, str(status)).inc()
-            m.child(m.request_duration, tenant, route, method).observe(elapsed)
+            requests, duration, bytes_sent = m.request_series(tenant, route, method, str(status))
+            requests.inc()
+            duration.observe(elapsed)
             if tenant != "unknown":
-                m.child(m.bytes_sent, tenant).inc(sent)
+                bytes_sent.inc(sent)
             if access_log.isEnabledFor(logging.INFO):
                 access_log.info(
                     "request",
