@@ -191,6 +191,7 @@ class _Canary:
     steps: list[StepResult] = field(default_factory=list)
     verdicts: list[Verdict] = field(default_factory=list)
     state: State = IDLE
+    error: str = ""  # an error, not a verdict, cut it short
 
 
 def iso(ts: float) -> str:
@@ -287,7 +288,6 @@ class Delivery:
         outcome: Outcome,
         reason: str,
         canary: _Canary | None = None,
-        error: str = "",
     ) -> RunResult:
         canary = canary or _Canary()
         now = iso(self.clock())
@@ -299,12 +299,12 @@ class Delivery:
             ended_at=now,
             outcome=outcome,
             reason=reason,
-            error=error,
+            error=canary.error,
             checks=canary.checks,
             steps=tuple(canary.steps),
         )
         self.ledger.append(record)
-        return RunResult(outcome, reason, record, tuple(canary.verdicts), error)
+        return RunResult(outcome, reason, record, tuple(canary.verdicts), canary.error)
 
     # --- a platform change ----------------------------------------------------------------
     def run_platform(self, req: RunRequest) -> RunResult:
@@ -358,22 +358,21 @@ class Delivery:
         self.ledger.append(Started(did, self.cfg.env, iso(self.clock()), subject))
 
         canary = _Canary()
-        error = ""
         try:
             with self.stoppable():
                 self._canary(did, info, stable, canary)
         except Stopped as exc:
             canary.state = abort(canary.state, str(exc))
         except Exception as exc:  # any failure mid-canary: stable is safe, remove the canary
-            error = f"error: {type(exc).__name__}: {exc}"
-            canary.state = abort(canary.state, error)
+            canary.error = f"error: {type(exc).__name__}: {exc}"
+            canary.state = abort(canary.state, canary.error)
         if canary.state.phase is Phase.PROMOTED:
             self.out.say(f"promoting {info.version}: stable := {info.version}")
             self.target.promote()
             return self._finish(did, subject, Outcome.PROMOTED, canary.state.reason, canary)
         self.out.say(f"aborting {info.version}: {canary.state.reason}")
         self.target.abort()
-        return self._finish(did, subject, Outcome.ABORTED, canary.state.reason, canary, error)
+        return self._finish(did, subject, Outcome.ABORTED, canary.state.reason, canary)
 
     def _canary(self, did: str, info: VersionInfo, stable: str, canary: _Canary) -> None:
         """Start the canary, check it, then walk the steps until the machine says done."""
@@ -394,7 +393,7 @@ class Delivery:
                 deadline = step_started + step.bake_seconds
             else:
                 deadline = self.clock() + self.cfg.extension_seconds
-            early = self._bake(state, step.weight, step_started, deadline, info, stable)
+            early = self._bake(state, step_started, deadline, info, stable)
             verdict, metrics_error = early or self._judge(step_started, info, stable, interim=False)
             ended = self.clock()
             result = StepResult(
@@ -432,7 +431,6 @@ class Delivery:
     def _bake(
         self,
         state: State,
-        weight: int,
         window_start: float,
         deadline: float,
         info: VersionInfo,
@@ -448,7 +446,7 @@ class Delivery:
                 progress_line(
                     step=state.step,
                     steps=len(self.cfg.steps),
-                    weight=weight,
+                    weight=self.cfg.steps[state.step].weight,
                     left=left,
                     extension=state.extensions,
                     running=running,

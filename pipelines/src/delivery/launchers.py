@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from delivery import haproxy, procs, prometheus_local
+from delivery.config import LocalSettings
 from delivery.procs import Proc
 from delivery.versions import Launch
 
@@ -23,39 +24,40 @@ class Started:
     ready_timeout: float
 
 
-def service(
-    *,
-    track: str,
-    launch: Launch,
-    port: int,
-    env_name: str,
-    service_dir: Path,
-    storage: Path,
-    tenants_file: Path,
-    home: Path,
-    logs: Path,
-    user: str | None,
-) -> Started:
+@dataclass(frozen=True)
+class ServiceLayout:
+    """Where every service process of one environment finds its files, and whom it runs as."""
+
+    env_name: str
+    service_dir: Path  # its working directory, reachable by `user`
+    storage: Path
+    tenants_file: Path
+    home: Path
+    logs: Path
+    user: str | None  # None: run as ourselves
+
+
+def service(track: str, launch: Launch, port: int, layout: ServiceLayout) -> Started:
     env: Mapping[str, str] = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(home),
+        "HOME": str(layout.home),
         "IMAGE_SERVICE_HOST": "127.0.0.1",
         "IMAGE_SERVICE_PORT": str(port),
         "IMAGE_SERVICE_TRACK": track,
         "IMAGE_SERVICE_VERSION": launch.version,
-        "IMAGE_SERVICE_STORAGE": str(storage),
-        "IMAGE_SERVICE_TENANTS_FILE": str(tenants_file),
-        "IMAGE_SERVICE_ENVIRONMENT": env_name,
+        "IMAGE_SERVICE_STORAGE": str(layout.storage),
+        "IMAGE_SERVICE_TENANTS_FILE": str(layout.tenants_file),
+        "IMAGE_SERVICE_ENVIRONMENT": layout.env_name,
         **launch.env,
     }
     proc = procs.spawn(
         f"service-{track}",
         launch.argv,
         port=port,
-        log=logs / f"service-{track}-{launch.version}.log",
+        log=layout.logs / f"service-{track}-{launch.version}.log",
         env=env,
-        cwd=service_dir,
-        user=user,
+        cwd=layout.service_dir,
+        user=layout.user,
     )
     return Started(proc, f"http://127.0.0.1:{port}/readyz", 60)
 
@@ -105,13 +107,7 @@ def gateway(*, config: Path, stats_socket: Path, stable_port: int, logs: Path) -
 
 
 def traffic(
-    *,
-    gateway_url: str,
-    keys_file: Path,
-    stats_file: Path,
-    rps: float,
-    max_seconds: float,
-    logs: Path,
+    *, gateway_url: str, keys_file: Path, stats_file: Path, settings: LocalSettings, logs: Path
 ) -> Proc:
     argv: Sequence[str] = [
         sys.executable,
@@ -124,8 +120,8 @@ def traffic(
         "--stats",
         str(stats_file),
         "--rps",
-        str(rps),
+        str(settings.traffic_rps),
         "--max-seconds",
-        str(max_seconds),
+        str(settings.traffic_max_seconds),
     ]
     return procs.spawn("traffic", argv, port=0, log=logs / "traffic.log")

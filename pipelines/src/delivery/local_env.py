@@ -54,6 +54,15 @@ class LocalEnvironment:
         self.storage = self.service_dir / "storage"
         self.tenants_file = self.service_dir / "tenants.toml"
         self.socket_dir = rundir.path_for(self.dir)
+        self.layout = launchers.ServiceLayout(
+            env_name=env_name,
+            service_dir=self.service_dir,
+            storage=self.storage,
+            tenants_file=self.tenants_file,
+            home=self.service_dir / "service-home",
+            logs=self.logs,
+            user=self.user,
+        )
 
     # --- reading: never starts or writes anything ------------------------------------------
     def read(self) -> EnvState:
@@ -107,21 +116,9 @@ class LocalEnvironment:
         self.service_dir.mkdir(parents=True, exist_ok=True)
         self.service_dir.chmod(0o755)
         self._tenants()
-        home = self.service_dir / "service-home"
-        for path in (self.storage, home):
+        for path in (self.storage, self.layout.home):
             privilege.hand_over(path, self.user)
-        started = launchers.service(
-            track=track,
-            launch=launch,
-            port=self._port_for(track),
-            env_name=self.env_name,
-            service_dir=self.service_dir,
-            storage=self.storage,
-            tenants_file=self.tenants_file,
-            home=home,
-            logs=self.logs,
-            user=self.user,
-        )
+        started = launchers.service(track, launch, self._port_for(track), self.layout)
         run = TrackRun(launch.version, launch, started.proc)
         self.state.update(lambda s: s.with_track(track, run))
         procs.wait_http(started.proc, started.ready_url, timeout=started.ready_timeout)
@@ -228,8 +225,7 @@ class LocalEnvironment:
                 gateway_url=f"http://127.0.0.1:{proxy.port}",
                 keys_file=self.keys_file,
                 stats_file=self.dir / "traffic.json",
-                rps=self.settings.traffic_rps,
-                max_seconds=self.settings.traffic_max_seconds,
+                settings=self.settings,
                 logs=self.logs,
             )
             self.state.update(lambda s: replace(s, traffic=proc))
