@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -32,7 +31,7 @@ from image_service.memory import release_after
 from image_service.middleware import ObservabilityMiddleware
 from image_service.openapi import spec
 from image_service.options import RenditionOptions
-from image_service.reads import lookup, plan_read, rate_limit
+from image_service.reads import IMAGE_ID, lookup, plan_read, rate_limit
 from image_service.service import ProbeFn, RenderFn, Service
 from image_service.storage import (
     Storage,
@@ -45,7 +44,6 @@ from image_service.tenants import Tenant, bearer_key, key_matches
 from image_service.transform import ImageInfo, Rendered
 
 log = logging.getLogger("image_service")
-IMAGE_ID = re.compile(r"[0-9a-f]{64}")
 
 __all__ = ["Service", "create_app"]
 

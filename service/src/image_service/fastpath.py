@@ -24,13 +24,12 @@ from image_service.caching import cache_control, none_match
 from image_service.errors import DomainError
 from image_service.formats import MIME_TYPES, sniff
 from image_service.http_errors import error_response
-from image_service.reads import lookup, plan_read, rate_limit
+from image_service.reads import IMAGE_ID, lookup, plan_read, rate_limit
 from image_service.service import Service
 from image_service.storage import StorageError, original_key, rendition_key
 
 # The route /v1/{tenant}/images/{image_id}, as Starlette compiles it ("[^/]+" per parameter).
 ROUTE = re.compile(r"/v1/([^/]+)/images/([^/]+)")
-IMAGE_ID = re.compile(r"[0-9a-f]{64}")
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:

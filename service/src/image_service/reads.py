@@ -5,6 +5,7 @@ read path (fastpath.py), so both make the same checks with the same code."""
 from __future__ import annotations
 
 import functools
+import re
 import time
 from dataclasses import dataclass
 
@@ -16,6 +17,8 @@ from image_service.service import Service
 from image_service.signing import verify
 from image_service.storage import Storage
 from image_service.tenants import Tenant
+
+IMAGE_ID = re.compile(r"[0-9a-f]{64}")  # an image id: the SHA-256 of the original
 
 
 def rate_limit(svc: Service, tenant: Tenant) -> None:
