@@ -240,6 +240,9 @@ def render(
     gravity = options.gravity
 
     colour = {"output_profile": "srgb"} if needs_colour_management(header) else {}
+    # The header image keeps its decoder (and its buffers) alive: with a large JPEG, a few MB
+    # per render held while the pixels are decoded a second time (ADR 097). Drop it first.
+    del header
 
     def thumb(width: int, height: int, **extra: Any) -> pyvips.Image:
         # thumbnail_buffer shrinks on load, honours EXIF orientation and, when asked, converts
