@@ -35,11 +35,13 @@ class Panel:
 
 @dataclass(frozen=True)
 class Variable:
-    """A query variable over one label of one metric; multi-select with an `All` of `.+`."""
+    """A query variable over one label of one metric; multi-select with an `All` of `.+`, or
+    `.*` for a label some series lack (`cell` outside cells)."""
 
     name: str
     metric: str
     label: str
+    all_value: str = ".+"
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ def _variable(variable: Variable) -> dict[str, Any]:
         "refresh": 2,
         "multi": True,
         "includeAll": True,
-        "allValue": ".+",
+        "allValue": variable.all_value,
         "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
         "sort": 1,
     }

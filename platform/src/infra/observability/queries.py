@@ -17,6 +17,7 @@ SUBSTITUTIONS: dict[str, str] = {
     "$__rate_interval": "1m",
     "$__interval": "1m",
     "$tenant": ".+",
+    "$cell": ".*",
     "$track": ".+",
     "$version": ".+",
 }
