@@ -1,8 +1,9 @@
 """The four service dashboards, as data: golden signals, canary vs baseline, saturation, deploys.
 
 Metric names and labels are the contract in docs/architecture.md (prefix `image_service_`).
-Every board filters by `$cell` (All includes series outside cells); per-cell panels group by
-`cell`, fleet-wide ones sum without it (ADR 138).
+Per-cell panels group by `cell`, fleet-wide ones sum without it (ADR 138). No `$cell` filter:
+a variable's "All" is `.+`, which would hide series from outside cells (and the console fills
+every variable that way).
 """
 
 from __future__ import annotations
@@ -13,16 +14,14 @@ from image_contracts.metrics import REQUESTS
 from infra.observability.grafana_model import Annotation, Dashboard, Panel, Target, Variable
 
 CACHE = "image_service_rendition_cache_total"
-_C = 'cell=~"$cell"'
-_TRACK = f'{{{_C}, track=~"$track"}}'
+_TRACK = '{track=~"$track"}'
 
 TENANT = Variable(name="tenant", metric=REQUESTS, label="tenant")
 TRACK = Variable(name="track", metric=REQUESTS, label="track")
 VERSION = Variable(name="version", metric=REQUESTS, label="version")
-CELL = Variable(name="cell", metric=REQUESTS, label="cell", all_value=".*")
 
-_T = f'{_C}, tenant=~"$tenant"'
-_TV = f'{_C}, track=~"$track", version=~"$version"'
+_T = 'tenant=~"$tenant"'
+_TV = 'track=~"$track", version=~"$version"'
 _RI = "$__rate_interval"
 
 
@@ -45,7 +44,7 @@ def golden_signals() -> Dashboard:
     return Dashboard(
         uid="image-service-golden",
         title="Image service - golden signals per tenant",
-        variables=(CELL, TENANT),
+        variables=(TENANT,),
         panels=(
             Panel(
                 "Traffic (req/s)",
@@ -119,7 +118,7 @@ def canary_vs_baseline() -> Dashboard:
     return Dashboard(
         uid="image-service-canary",
         title="Image service - canary vs baseline",
-        variables=(CELL, TRACK, VERSION),
+        variables=(TRACK, VERSION),
         panels=(
             Panel(
                 "Traffic by track",
@@ -169,7 +168,7 @@ def saturation() -> Dashboard:
     return Dashboard(
         uid="image-service-saturation",
         title="Image service - saturation",
-        variables=(CELL, TRACK),
+        variables=(TRACK,),
         panels=(
             Panel(
                 "Transform queue depth",

@@ -35,13 +35,11 @@ class Panel:
 
 @dataclass(frozen=True)
 class Variable:
-    """A query variable over one label of one metric; multi-select with an `All` of `.+`, or
-    `.*` for a label some series lack (`cell` outside cells)."""
+    """A query variable over one label of one metric; multi-select with an `All` of `.+`."""
 
     name: str
     metric: str
     label: str
-    all_value: str = ".+"
 
 
 @dataclass(frozen=True)
@@ -108,7 +106,7 @@ def _variable(variable: Variable) -> dict[str, Any]:
         "refresh": 2,
         "multi": True,
         "includeAll": True,
-        "allValue": variable.all_value,
+        "allValue": ".+",
         "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
         "sort": 1,
     }

@@ -17,7 +17,6 @@ SUBSTITUTIONS: dict[str, str] = {
     "$__rate_interval": "1m",
     "$__interval": "1m",
     "$tenant": ".+",
-    "$cell": ".*",
     "$track": ".+",
     "$version": ".+",
 }
