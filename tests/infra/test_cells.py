@@ -92,6 +92,15 @@ def test_cell_objects_carry_the_cell_and_its_storage_scope(
         assert cell in obj["metadata"]["name"]
     for deployment in (o for o in objects if o["kind"] == "Deployment"):
         assert deployment["spec"]["template"]["metadata"]["labels"]["cell"] == cell
+    # Prometheus exposes a pod label `cell` as __meta_kubernetes_pod_label_cell; the monitor
+    # copies it onto every series (ADR 138).
+    (monitor,) = (o for o in objects if o["kind"] == "ServiceMonitor")
+    relabelings = monitor["spec"]["endpoints"][0]["relabelings"]
+    assert {
+        "sourceLabels": ["__meta_kubernetes_pod_label_cell"],
+        "targetLabel": "cell",
+        "action": "replace",
+    } in relabelings
     # ADR 131: the role reaches only the cell's prefix, as cells.<env>.yaml spells it.
     prefix = _cells_file(repo_root, env)["storage"]["prefix"].format(cell=cell)
     policies = [r for r in evaluation.resources if r.type == "aws:iam/rolePolicy:RolePolicy"]
