@@ -109,4 +109,4 @@ def test_configmaps_carry_the_sidecar_label_and_the_json() -> None:
 
 def test_deploy_markers_are_annotations() -> None:
     model = grafana_model.render(dashboards.deploys())
-    assert model["annotations"]["list"][0]["expr"].startswith("count by (track, version)")
+    assert model["annotations"]["list"][0]["expr"].startswith("count by (cell, track, version)")
