@@ -230,7 +230,7 @@ def converge(target: Target, ledger: Ledger, env: str, clock: Callable[[], float
 
 
 class Delivery:
-    def __init__(
+    def __init__(  # noqa: PLR0913  each parameter is an injected dependency
         self,
         cfg: DeliveryConfig,
         target: Target,

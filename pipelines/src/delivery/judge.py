@@ -327,7 +327,9 @@ def _split_check(policy: JudgePolicy, ctx: _Context) -> tuple[list[EvidenceRow],
     return rows, reasons
 
 
-def _judge_metric(metric: MetricPolicy, policy: JudgePolicy, ctx: _Context) -> _MetricOutcome:
+def _judge_metric(  # noqa: C901  one metric, every verdict branch in the order the docs list them
+    metric: MetricPolicy, policy: JudgePolicy, ctx: _Context
+) -> _MetricOutcome:
     canary, baseline, alpha = ctx.canary, ctx.baseline, ctx.alpha
     per_tenant = metric.per_tenant and bool(ctx.tenants)
     if metric.kind in ("latency", "latency_tail") and not (

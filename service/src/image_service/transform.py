@@ -217,7 +217,7 @@ def _save(image: pyvips.Image, fmt: str, quality: int, limits: Limits) -> bytes:
     return bytes(out)
 
 
-def render(
+def render(  # noqa: C901  the libvips pipeline in order: load, orient, resize, colour, encode
     data: bytes,
     options: RenditionOptions,
     out_format: str,
