@@ -23,4 +23,5 @@ set -e
 echo "[local] ledger (.state/ledger/local.jsonl):"
 deliver ledger --env local | tail -n 6
 deliver dora --env local
+echo "[local] console: uv run deliver console --env local  ->  http://127.0.0.1:8470/"
 exit $status
