@@ -33,7 +33,7 @@ from delivery.ledger import SCHEMA_VERSION, Change, FileLedger, Outcome, deliver
 from delivery.metrics import MetricsUnavailableError, Window
 from delivery.observation import Interval, StepObservation, TrackSeries
 from delivery.progress import Printer
-from delivery.target import Check, TargetState, VersionInfo
+from delivery.target import Check, Endpoints, Health, TargetState, VersionInfo
 
 
 def walk(outcomes: list[str], steps: int = 3, max_extensions: int = 1) -> list[State]:
@@ -146,6 +146,9 @@ class FakeTarget:
     checks_pass: bool = True
     ops: tuple[ResourceOp, ...] = (ResourceOp("urn:c", "svc", "create"),)
     platform_ops: tuple[ResourceOp, ...] = ()
+    urls: Endpoints | None = None
+    # What health() answers, one entry per call; the last one repeats.
+    healths: list[tuple[Health, ...]] = field(default_factory=lambda: [()])
 
     def resolve(self, version: str) -> VersionInfo:
         return VersionInfo(version, "c0ffee" + version, "2026-01-01T00:00:00+00:00")
@@ -185,6 +188,12 @@ class FakeTarget:
 
     def metrics_url(self) -> str:
         return "http://fake"
+
+    def endpoints(self) -> Endpoints | None:
+        return self.urls
+
+    def health(self) -> tuple[Health, ...]:
+        return self.healths.pop(0) if len(self.healths) > 1 else self.healths[0]
 
 
 @dataclass

@@ -70,6 +70,7 @@ class DeliveryConfig:
     local: LocalSettings | None
     pulumi: PulumiSettings | None
     source: str = ""
+    checks: Mapping[str, Any] = field(default_factory=dict)  # delivery.step_checks.ChecksPolicy
 
 
 class _Reader:
@@ -257,6 +258,7 @@ def parse(data: Any, where: str) -> DeliveryConfig:
         ledger=r.get("ledger", kind=str),
         delta=_delta(r.sub("delta")),
         judge=dict(r.get("judge", {}, Mapping)),
+        checks=dict(r.get("checks", {}, Mapping)),
         local=local,
         pulumi=pulumi,
         source=where,
