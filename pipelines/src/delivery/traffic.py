@@ -179,9 +179,7 @@ def worker(
             # Open loop: keep the schedule even when responses are slow (bounded catch-up).
             next_at = max(next_at + period, time.monotonic() - 1.0)
             tenant = rng.choice(tenants)
-            plan = choose(
-                rng, tenant, keys[tenant], images[tenant], own[tenant], etags[tenant], seed
-            )
+            plan = choose(rng, tenant, keys[tenant], images[tenant], own[tenant], etags[tenant])
             headers = dict(plan.headers)
             body = None
             if plan.body_seed is not None:
