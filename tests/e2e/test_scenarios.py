@@ -5,6 +5,7 @@ because versions are never redeployed.
 """
 
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -63,8 +64,9 @@ def test_2_bad_version_aborts_at_first_step_and_users_barely_notice(local_env: A
     assert result.returncode == 3, local_env.dump(result)
     entry = local_env.last("bad-5xx")
     assert entry["outcome"] == "aborted"
-    assert [s["weight"] for s in entry["steps"]] == [40]
-    assert "error_ratio" in entry["reason"]
+    # The golden probes may see a 500 before any traffic shifts; otherwise the judge at 40%.
+    assert [s["weight"] for s in entry["steps"]] in ([], [40])
+    assert re.search(r"error_ratio|status 500 != 20\d", entry["reason"]), entry["reason"]
     seen = diff(local_env.traffic(), before)
     # At most the canary's share (40%) of the 5% fault, plus tolerance for the short run.
     assert failed(seen) <= (0.40 * 0.05 + 0.01) * total(seen), seen

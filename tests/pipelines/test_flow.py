@@ -598,7 +598,8 @@ def test_a_probe_difference_before_traffic_aborts_with_the_request(tmp_path: Pat
     d.witnesses = Witnesses(fake.preflight, first_fails, fake.snapshot)
     result = d.run(RunRequest("v2"))
     assert result.outcome is Outcome.ABORTED
-    assert result.reason == "post-deploy checks failed: golden probes"
+    assert result.reason.startswith("post-deploy checks failed: golden probes (1 of 1 golden")
+    assert "thumb-png: status 500 != 200" in result.reason
     assert [c for c in target.calls if c.startswith("weight")] == []
     assert "GET /v1/acme/images/x?w=24" in out.getvalue()  # the request and both answers
     (probe,) = [c for c in stored(result)["checks"] if c["name"] == "golden probes"]

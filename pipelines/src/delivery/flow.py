@@ -475,7 +475,8 @@ class Delivery:
             canary.checks += self._first_probes(did, canary)
         for c in canary.checks:
             self.out.say(f"  check {'ok  ' if c.passed else 'FAIL'} {c.name}: {c.detail}")
-        canary.state = after_checks(canary.state, [c.name for c in canary.checks if not c.passed])
+        failed = [f"{c.name} ({c.detail})" for c in canary.checks if not c.passed]
+        canary.state = after_checks(canary.state, failed)
         step_started = 0.0
         start_snap: Snapshot | None = None
         while canary.state.phase is Phase.CANARY:
