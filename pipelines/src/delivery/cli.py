@@ -151,6 +151,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         allows = tuple(Allow.parse(a) for a in args.allow)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
+    backward = _override(args.allow_backward)  # a bad override fails before anything starts
     ctx = Context(args)
     policy = ctx.policy()  # a bad judge policy fails before anything starts
     printer = Printer()
@@ -183,7 +184,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 allows,
                 args.reason or "",
                 args.fixes or "",
-                backward=_override(args.allow_backward),
+                backward=backward,
             )
             result = delivery.run(request)
     files: dict[str, str | None] = {}
