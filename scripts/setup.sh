@@ -19,7 +19,7 @@ fi
 say "toolchain: $("${UV[@]}" --version)"
 
 # Debian package -> the command it provides.
-declare -A TOOLS=([prometheus]=prometheus [prometheus-promtool]=promtool [haproxy]=haproxy [wrk]=wrk [prometheus-alertmanager]=prometheus-alertmanager)
+declare -A TOOLS=([prometheus]=prometheus [prometheus-promtool]=promtool [haproxy]=haproxy [wrk]=wrk [prometheus-alertmanager]=prometheus-alertmanager [chromium]=chromium)
 missing=()
 for pkg in "${!TOOLS[@]}"; do
   command -v "${TOOLS[$pkg]}" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin" command -v "${TOOLS[$pkg]}" >/dev/null 2>&1 || missing+=("$pkg")

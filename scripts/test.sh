@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: lint, format, types, then pytest (warnings are errors).
+# The whole test suite: lint, format, types, then pytest (warnings are errors, random order,
+# coverage printed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Let Python cache bytecode: some machines set PYTHONDONTWRITEBYTECODE, and then every
@@ -13,7 +14,10 @@ run "${UV[@]}" run --locked ruff check .
 run "${UV[@]}" run --locked ruff format --check .
 run scripts/typecheck.sh
 set +e
-run "${UV[@]}" run --locked pytest "$@"
+# Random order (pytest-randomly prints "Using --randomly-seed=N"; rerun a failure with that
+# flag) and coverage of the three packages, printed as a table with the total.
+run "${UV[@]}" run --locked pytest \
+  --cov=image_contracts --cov=image_service --cov=delivery --cov=infra --cov-report=term:skip-covered "$@"
 status=$?
 set -e
 if [[ $status == 5 ]]; then

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
-from image_contracts import metrics, stacks
+from image_contracts import metrics, renditions, stacks
 from image_contracts.tracks import TRACKS
 
 SCANNED = ("service", "pipelines", "platform", "bench")
@@ -28,6 +28,8 @@ def copies(tree: ast.AST) -> Iterator[tuple[int, str]]:
             strings = {e.value for e in node.elts if isinstance(e, ast.Constant)}
             if set(TRACKS) <= strings:
                 yield node.lineno, "the track names"
+            if len(strings & set(renditions.GRAVITIES)) >= 4:
+                yield node.lineno, "the rendition gravities"
             numbers = tuple(
                 e.value for e in node.elts if isinstance(e, ast.Constant) and type(e.value) is float
             )
@@ -56,12 +58,14 @@ def test_the_scan_finds_a_planted_copy() -> None:
         "B = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5)\n"
         'N = "image_service_http_requests_total"\n'
         'P = "image-platform"\n'
+        'G = ("center", "north", "south", "east", "west")\n'
     )
     assert [what for _, what in copies(planted)] == [
         "the track names",
         "the latency bucket edges",
         "metric name image_service_http_requests_total",
         "the Pulumi project name",
+        "the rendition gravities",
     ]
 
 

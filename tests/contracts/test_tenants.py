@@ -108,3 +108,38 @@ def test_writer_refuses_what_would_not_read_back() -> None:
         dump_document([entry("acme", "k")])  # neither signing secrets nor unsigned reads
     with pytest.raises(TenantsFileError, match="tenant id"):
         dump_document([entry("Acme", "k", allow_unsigned_reads=True)])
+
+
+def test_cell_is_optional_and_round_trips_everywhere(tmp_path: Path) -> None:
+    """Files written before cells existed read as unplaced; a placed tenant keeps its cell
+    through the writer, and the service and the platform accept it."""
+    unplaced = dump_document([entry("acme", "k", allow_unsigned_reads=True)])
+    assert "cell" not in unplaced
+    assert parse_text(unplaced)["acme"].cell is None
+    placed = [
+        entry("acme", "k", allow_unsigned_reads=True, cell="prod-a"),
+        entry("globex", "k2", allow_unsigned_reads=True),
+    ]
+    text = dump_document(placed)
+    assert 'cell = "prod-a"' in text
+    read = parse_text(text)
+    assert read["acme"].cell == "prod-a"
+    assert read["globex"].cell is None
+    path = tmp_path / "tenants.toml"
+    path.write_text(text)
+    assert list(load_tenants_file(str(path), {}, max_upload_bytes=1000)) == ["acme", "globex"]
+    assert platform_tenants(text)[0] == ("acme", "globex")
+
+
+@pytest.mark.parametrize("cell", ['"Prod_A"', '""', '"-a"', "1", f'"{"a" * 33}"'])
+def test_a_bad_cell_is_refused_by_every_reader(cell: str, tmp_path: Path) -> None:
+    head = f'[tenants.a]\napi_key_sha256 = ["{hashlib.sha256(b"k").hexdigest()}"]\n'
+    text = head + f"allow_unsigned_reads = true\ncell = {cell}\n"
+    with pytest.raises(TenantsFileError, match="cell"):
+        parse_text(text)
+    path = tmp_path / "tenants.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError):
+        load_tenants_file(str(path), {}, max_upload_bytes=1000)
+    with pytest.raises(PlatformConfigError):
+        platform_tenants(text)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-from infra.mock_harness import ENVIRONMENTS, Recorded, manifest
+from pulumi_harness import ENVIRONMENTS, Recorded, manifest
 
 CHECKOV = "checkov==3.3.30"
 # check id -> why; each must also appear in docs/security.md's checkov table.

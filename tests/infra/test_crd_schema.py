@@ -9,7 +9,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from infra.mock_harness import ENVIRONMENTS, Recorded, manifest
+from pulumi_harness import ENVIRONMENTS, Recorded, manifest
 
 SCHEMAS = Path(__file__).parent / "crd_schemas"
 

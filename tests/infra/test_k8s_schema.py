@@ -6,7 +6,7 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
-from infra.mock_harness import ENVIRONMENTS, Recorded, manifest
+from pulumi_harness import ENVIRONMENTS, Recorded, manifest
 
 # API groups served by Kubernetes itself; everything else is a custom resource of a chart's CRD.
 BUILTIN_GROUPS = {
@@ -21,7 +21,7 @@ def is_builtin(obj: dict[str, Any]) -> bool:
 
 
 def kube_version(resources: list[Recorded]) -> str:
-    return str(next(r.inputs["version"] for r in resources if r.type == "eks:index:Cluster"))
+    return str(next(r.inputs["version"] for r in resources if r.type == "aws:eks/cluster:Cluster"))
 
 
 def validate(obj: dict[str, Any], version: str) -> None:

@@ -6,8 +6,19 @@ from typing import Any
 
 import pytest
 import yaml
-from infra.config import KEYS
-from infra.mock_harness import ENVIRONMENTS, Recorded, manifest, stack_config
+from image_contracts.stacks import PROJECT
+from infra.config import LAYER_KEYS
+from infra.layers import parse_stack
+from pulumi_harness import (
+    ENVIRONMENTS,
+    PUSHED_VERSION,
+    Evaluation,
+    Recorded,
+    evaluate,
+    manifest,
+    stack_config,
+    stack_ids,
+)
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 ROUTE = "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"
@@ -21,13 +32,17 @@ def _of(resources: list[Recorded], type_: str) -> list[Recorded]:
 def test_every_environment_evaluates(recorded: dict[str, list[Recorded]]) -> None:
     for env in ENVIRONMENTS:
         types = {r.type for r in recorded[env]}
-        assert {"eks:index:Cluster", "awsx:ec2:Vpc", "aws:s3/bucket:Bucket"} <= types, env
+        assert {"aws:eks/cluster:Cluster", "awsx:ec2:Vpc", "aws:s3/bucket:Bucket"} <= types, env
         assert len(recorded[env]) > 90, env
 
 
-def test_environments_differ_in_config_not_shape(recorded: dict[str, list[Recorded]]) -> None:
+def test_environments_differ_in_config_not_shape(estate: dict[str, Evaluation]) -> None:
     shapes = {
-        env: sorted((r.type, r.name.replace(env, "ENV")) for r in recorded[env])
+        env: sorted(
+            (r.type, r.name.replace(env, "ENV"))
+            for stack in stack_ids(env)
+            for r in estate[stack.name].resources
+        )
         for env in ENVIRONMENTS
     }
     assert shapes["dev"] == shapes["staging"] == shapes["prod"]
@@ -41,21 +56,40 @@ def test_nat_and_zones_follow_config(recorded: dict[str, list[Recorded]]) -> Non
     assert vpcs["prod"]["numberOfAvailabilityZones"] == 3
 
 
-def test_pulumi_yaml_declares_exactly_the_keys_the_program_reads(repo_root: Path) -> None:
+def test_pulumi_yaml_requires_no_config(repo_root: Path) -> None:
+    # A project-level key declared without a default is demanded from every stack of the
+    # project, and the four layers' stacks read disjoint keys: so none is declared.
     project = yaml.safe_load((repo_root / "Pulumi.yaml").read_text())
-    declared = {k.split(":", 1)[1] for k in project["config"]}
-    assert declared == set(KEYS)
-    for key, schema in project["config"].items():
-        if schema["type"] == "array":
-            assert schema["items"] == {"type": "string"}, key
+    required = [k for k, v in (project.get("config") or {}).items() if "default" not in v]
+    assert required == []
+    assert project["name"] == PROJECT
+    assert project["stackConfigDir"] == "environments"
 
 
-def test_stack_files_hold_only_declared_config(repo_root: Path) -> None:
-    for env in ENVIRONMENTS:
-        path = repo_root / "environments" / f"Pulumi.{env}.yaml"
-        assert set(yaml.safe_load(path.read_text())) == {"config"}, env
+def _stack_files(repo_root: Path) -> list[Path]:
+    return sorted((repo_root / "environments").glob("Pulumi.*.yaml"))
+
+
+def test_stack_files_hold_only_their_layers_config(repo_root: Path) -> None:
+    files = _stack_files(repo_root)
+    assert len(files) == 1 + 3 * len(ENVIRONMENTS)
+    for path in files:
+        stack = parse_stack(path.name.removeprefix("Pulumi.").removesuffix(".yaml"))
+        document = yaml.safe_load(path.read_text())
+        # What `pulumi stack init --secrets-provider awskms://...` writes, besides config.
+        allowed_top = {"config", "secretsprovider", "encryptedkey", "encryptionsalt"}
+        assert set(document) <= allowed_top, path.name
         keys = set(stack_config(path))
-        assert keys - {"aws:region"} <= {f"image-platform:{k}" for k in KEYS}, env
+        allowed = {f"{PROJECT}:{k}" for k in LAYER_KEYS[stack.layer]}
+        assert keys - {"aws:region"} <= allowed, (path.name, keys - allowed)
+
+
+def test_versions_are_not_pinned_in_git(repo_root: Path) -> None:
+    # The delivery keys live in the service stack's state; a version in a committed file would
+    # name an image that may never have been pushed (the old 000...0).
+    for path in _stack_files(repo_root):
+        keys = set(stack_config(path))
+        assert not keys & {f"{PROJECT}:{k}" for k in ("stableVersion", "canaryVersion")}, path
 
 
 def _route(resources: list[Recorded]) -> dict[str, Any]:
@@ -84,12 +118,20 @@ def test_no_canary_means_all_traffic_to_stable_and_zero_pods(
     assert "replicas" not in deployments["image-service-stable"]["spec"]  # the HPA owns it
 
 
-def test_canary_step_changes_weights_and_scales_tracks(repo_root: Path) -> None:
-    from infra.mock_harness import evaluate
+def _service(estate: dict[str, Evaluation], env: str, **overrides: str) -> list[Recorded]:
+    config = stack_config(repo_root_path() / "environments" / f"Pulumi.{env}-service.yaml")
+    config |= {f"{PROJECT}:stableVersion": PUSHED_VERSION}
+    config |= {f"{PROJECT}:{k}": v for k, v in overrides.items()}
+    refs = {name: e.exports for name, e in estate.items()}
+    return evaluate(f"{env}-service", config, references=refs).resources
 
-    config = stack_config(repo_root / "environments" / "Pulumi.staging.yaml")
-    config |= {"image-platform:canaryVersion": "abc1234", "image-platform:canaryWeight": "10"}
-    resources = evaluate("staging", config)
+
+def repo_root_path() -> Path:
+    return Path(__file__).resolve().parents[2]
+
+
+def test_canary_step_changes_weights_and_scales_tracks(estate: dict[str, Evaluation]) -> None:
+    resources = _service(estate, "staging", canaryVersion="abc1234", canaryWeight="10")
     route = _route(resources)
     backends = {b["name"]: b["weight"] for b in route["spec"]["rules"][0]["backendRefs"]}
     assert backends == {
@@ -103,10 +145,7 @@ def test_canary_step_changes_weights_and_scales_tracks(repo_root: Path) -> None:
     assert canary["spec"]["template"]["metadata"]["labels"]["version"] == "abc1234"
     assert canary["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":abc1234")
     baseline = deployments["image-service-baseline"]
-    assert (
-        baseline["spec"]["template"]["metadata"]["labels"]["version"]
-        == (config["image-platform:stableVersion"])
-    )
+    assert baseline["spec"]["template"]["metadata"]["labels"]["version"] == PUSHED_VERSION
 
 
 def test_service_env_contract(recorded: dict[str, list[Recorded]]) -> None:
@@ -177,26 +216,16 @@ def test_every_chart_is_pinned(recorded: dict[str, list[Recorded]]) -> None:
         assert not any(c in version for c in "*^~x><"), release.name
 
 
-def test_exports(recorded: dict[str, list[Recorded]]) -> None:
-    # Exports are checked through the program's public names; a missing one breaks the pipeline.
-    import inspect
-
-    from infra import program
-
-    source = inspect.getsource(program.main)
-    for name in (
-        "clusterName",
-        "kubeconfig",
-        "imagesBucket",
-        "thanosBucket",
-        "accessLogsBucket",
-        "grafanaUrl",
-        "serviceUrl",
-        "ecrRepository",
-        "deployRoleArn",
-        "signingSecrets",
-    ):
-        assert f'pulumi.export("{name}"' in source, name
+def test_exports(estate: dict[str, Evaluation]) -> None:
+    # What people and the pipeline read (README, deliver), per layer.
+    wanted = {
+        "account": {"backendUrl", "secretsProvider", "githubVariables", "imageRepositoryUrl"},
+        "prod-environment": {"clusterName", "kubeconfig", "runnerInstanceId", "imagesBucket"},
+        "prod-platform": {"grafanaUrl", "prometheusUrl", "serviceHost"},
+        "prod-service": {"serviceUrl", "signingSecrets", "stableImage", "stableVersion"},
+    }
+    for stack, names in wanted.items():
+        assert names <= set(estate[stack].exports), (stack, names - set(estate[stack].exports))
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
@@ -240,16 +269,28 @@ def test_only_gateway_proxies_and_prometheus_reach_the_service(
     }
 
 
-def test_the_pulumi_entry_point_runs_the_program(repo_root: Path) -> None:
+def test_the_pulumi_entry_point_runs_the_program(
+    repo_root: Path, estate: dict[str, Evaluation]
+) -> None:
     import runpy
 
-    from infra.mock_harness import evaluate
-
-    config = stack_config(repo_root / "environments" / "Pulumi.dev.yaml")
+    config = stack_config(repo_root / "environments" / "Pulumi.dev-environment.yaml")
     entry = repo_root / "platform" / "__main__.py"
 
     def run_entry() -> None:
         runpy.run_path(str(entry))
 
-    resources = evaluate("dev", config, entry=run_entry)
-    assert any(r.type == "eks:index:Cluster" for r in resources)
+    refs = {name: e.exports for name, e in estate.items()}
+    resources = evaluate("dev-environment", config, entry=run_entry, references=refs).resources
+    assert any(r.type == "aws:eks/cluster:Cluster" for r in resources)
+
+
+def test_a_canary_starts_its_pods_before_it_gets_traffic(estate: dict[str, Evaluation]) -> None:
+    # The first canary step is `up` at weight 0: pods start with no traffic, and Pulumi waits
+    # for their rollout; the next `up` only moves weight.
+    resources = _service(estate, "prod", canaryVersion="abc1234", canaryWeight="0")
+    backends = [b["weight"] for b in _route(resources)["spec"]["rules"][0]["backendRefs"]]
+    assert backends == [100, 0, 0]
+    deployments = _deployments(resources)
+    assert deployments["image-service-canary"]["spec"]["replicas"] == 2
+    assert deployments["image-service-baseline"]["spec"]["replicas"] == 2

@@ -25,7 +25,7 @@ def test_every_environment_parses(repo_root: Path, env: str) -> None:
     else:
         assert cfg.target_kind == "pulumi"
         assert cfg.pulumi is not None
-        assert cfg.pulumi.stack == env
+        assert cfg.pulumi.stack == f"{env}-service"  # a canary step runs the service layer only
         assert cfg.ledger.startswith("s3://")
         assert "aws:s3/bucket:Bucket" in cfg.delta.protected_types
 

@@ -45,10 +45,10 @@ from delivery.probes import (
     plan,
     preflight,
     run_probes,
-    signature,
 )
 from delivery.probes import main as probes_main
 from delivery.procs import free_port
+from image_contracts.renditions import signature
 from image_contracts.tenants import TenantEntry, dump_document
 from image_service.options import canonical_query, parse_options, split_query
 from image_service.signing import sign as service_sign

@@ -6,7 +6,14 @@ from typing import Any
 
 import pytest
 from delivery.config import PulumiSettings
-from delivery.pulumi_target import CANARY, STABLE, WEIGHT, PulumiTarget, ops_from_events
+from delivery.pulumi_target import (
+    CANARY,
+    STABLE,
+    WEIGHT,
+    PulumiTarget,
+    ops_from_events,
+    platform_stack_name,
+)
 from delivery.target import TargetError, VersionInfo
 from pulumi.automation import events
 
@@ -29,9 +36,13 @@ class PreviewResult:
 class FakeStack:
     config: dict[str, Any] = field(default_factory=dict)
     calls: list[tuple[str, Any]] = field(default_factory=list)
+    exports: dict[str, Any] = field(default_factory=dict)
 
     def get_all_config(self) -> dict[str, Any]:
         return dict(self.config)
+
+    def outputs(self) -> dict[str, Any]:
+        return {k: type("O", (), {"value": v})() for k, v in self.exports.items()}
 
     def set_config(self, key: str, value: Any) -> None:
         self.calls.append(("set_config", (key, value.value)))
@@ -141,3 +152,60 @@ def test_platform_preview_keeps_versions_and_applies_its_plan(tmp_path: Path) ->
     assert not any(name == "set_config" for name, _ in stack.calls)
     t.apply_platform()
     assert stack.calls[-1] == ("up", str(tmp_path / "staging-platform.plan.json"))
+
+
+def _ups_with(stack: FakeStack) -> list[tuple[str, str, str]]:
+    """(stable, canary, weight) as each `up` saw them."""
+    out, seen = [], {}
+    for name, arg in stack.calls:
+        if name == "set_config":
+            seen[arg[0]] = arg[1]
+        if name == "up":
+            out.append((seen.get(STABLE, ""), seen.get(CANARY, ""), seen.get(WEIGHT, "")))
+    return out
+
+
+def test_promote_moves_traffic_only_between_ready_pods(tmp_path: Path) -> None:
+    t, stack = target(tmp_path, plan=False)
+    stack.exports = {"stableVersion": "old"}
+    t.start_canary(V)
+    t.set_weight(50)
+    t.promote()
+    assert _ups_with(stack) == [
+        ("old", "abc1234", "0"),  # canary and baseline start, no traffic yet
+        ("old", "abc1234", "50"),  # traffic to pods that are Ready
+        ("abc1234", "abc1234", "50"),  # stable rolls to the new version, canary still serving
+        ("abc1234", "abc1234", "0"),  # traffic leaves canary and baseline...
+        ("abc1234", "", "0"),  # ...and only then do their pods stop
+    ]
+
+
+def test_abort_takes_traffic_away_before_the_pods(tmp_path: Path) -> None:
+    t, stack = target(tmp_path, plan=False)
+    stack.exports = {"stableVersion": "old"}
+    t.start_canary(V)
+    t.set_weight(10)
+    t.abort()
+    assert _ups_with(stack)[-2:] == [("old", "abc1234", "0"), ("old", "", "0")]
+
+
+def test_the_stack_state_is_the_truth_not_the_checkout(tmp_path: Path) -> None:
+    # A fresh CI checkout's stack file pins no version; the stack's exports hold them.
+    t, stack = target(tmp_path)
+    stack.exports = {"stableVersion": "9f8e7d6", "canaryVersion": "", "canaryWeight": 0}
+    state = t.state()
+    assert (state.stable_version, state.canary_version, state.canary_weight) == ("9f8e7d6", "", 0)
+
+
+def test_platform_deliveries_drive_the_platform_stack(tmp_path: Path) -> None:
+    service, platform = FakeStack(), FakeStack()
+    settings = PulumiSettings(stack="staging-service", use_update_plan=False)
+    t = PulumiTarget(service, settings, tmp_path, plan_dir=tmp_path, platform=platform)
+    t.preview_platform()
+    t.apply_platform()
+    assert [c for c, _ in platform.calls] == ["preview", "up"]
+    assert not [c for c, _ in service.calls if c in ("preview", "up")]
+    assert platform_stack_name("staging-service") == "staging-platform"
+    assert platform_stack_name("prod-service-eu1") == "prod-platform"
+    with pytest.raises(TargetError, match="not a service stack"):
+        platform_stack_name("prod")

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-WORKFLOWS = ["pull-request.yml", "deliver.yml"]
+WORKFLOWS = ["pull-request.yml", "deliver.yml", "bootstrap.yml"]
 SHA_PIN = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")
 
 
@@ -78,7 +78,10 @@ def test_deliveries_are_thin_serialised_per_env_and_prod_is_protected(repo_root:
         job = jobs[f"deliver-{env}"]
         assert job["environment"] == env
         assert job["concurrency"] == {"group": f"deliver-{env}", "cancel-in-progress": False}
-        runs = [s["run"] for s in job["steps"] if "run" in s]
+        # Private API endpoints: the environment's own runner, inside its VPC.
+        assert job["runs-on"] == ["self-hosted", "linux", f"{env}-vpc"]
+        assert job["if"] == "vars.DELIVERIES_ENABLED == 'true'"  # on after the bootstrap
+        runs = [s["run"] for s in job["steps"] if "run" in s and "deliver" in s["run"]]
         # Only `deliver` calls: the platform change, then the version, one kind each.
         assert len(runs) == 2, runs
         assert runs[0].startswith(f"uv run --locked deliver run --env {env} --platform")
@@ -93,7 +96,23 @@ def test_pull_requests_test_then_preview_each_env_as_a_comment(repo_root: Path) 
     jobs = workflow["jobs"]
     assert [s["run"] for s in jobs["test"]["steps"] if "run" in s] == ["make test"]
     assert jobs["preview"]["needs"] == "test"
-    assert jobs["preview"]["strategy"]["matrix"]["env"] == ["dev", "staging", "prod"]
+    # GitHub-hosted runners reach AWS APIs, not private API servers: only the AWS-only layers.
+    stacks = jobs["preview"]["strategy"]["matrix"]["stack"]
+    assert stacks == ["account", "dev-environment", "staging-environment", "prod-environment"]
     pulumi = [s for s in jobs["preview"]["steps"] if "pulumi/actions" in s.get("uses", "")]
     assert pulumi[0]["with"]["command"] == "preview"
     assert pulumi[0]["with"]["comment-on-pr"] is True
+
+
+def test_bootstrap_runs_in_each_environment_and_never_beside_a_delivery(repo_root: Path) -> None:
+    workflow = load(repo_root, "bootstrap.yml")
+    assert workflow[True] == {"workflow_dispatch": None}  # no inputs (checkov CKV_GHA_7)
+    job = workflow["jobs"]["up"]
+    assert job["strategy"]["matrix"]["env"] == ["dev", "staging", "prod"]
+    assert job["environment"] == "${{ matrix.env }}"
+    assert job["concurrency"]["group"] == "deliver-${{ matrix.env }}"
+    runs = "\n".join(s["run"] for s in job["steps"] if "run" in s)
+    assert "${{" not in runs  # values reach the shell through env
+    assert runs.index('"$ENVIRONMENT-platform"') < runs.index('"$ENVIRONMENT-service"')
+    # Re-running it never moves a running service to another version outside a canary.
+    assert runs.index("stack output stableVersion") < runs.index("config set")

@@ -94,3 +94,19 @@ def test_etag_and_if_none_match() -> None:
     assert not none_match('"other"', tag)
     assert not none_match(None, tag)
     assert not none_match("", tag)
+
+
+def test_an_encoder_setting_that_changes_bytes_changes_the_key(
+    make_app: AppFactory, images: Images
+) -> None:
+    from dataclasses import replace
+
+    from image_service.config import Limits
+
+    fast = make_app(track="stable", limits=replace(Limits(), avif_effort=0))
+    iid = fast.upload(images.png, tenant="beta", key=BETA_KEY).json()["id"]
+    slow = make_app(track="stable", limits=replace(Limits(), avif_effort=6))
+    a = fast.client.get(f"/v1/beta/images/{iid}?w=200&format=avif")
+    b = slow.client.get(f"/v1/beta/images/{iid}?w=200&format=avif")
+    assert a.content != b.content  # the setting really changes the bytes
+    assert a.headers["etag"] != b.headers["etag"]  # so neither serves the other's

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
-from image_service.fairshare import Load, admit, next_tenant, share_limit
+from image_service.fairshare import Load, admit, next_tenant, running_cap, share_limit
 
 
 def test_a_lone_tenant_may_use_everything() -> None:
@@ -52,3 +52,13 @@ def test_admission_never_passes_twice_the_capacity(
     if admit(capacity, tenant, loads, {}).admitted:
         assert sum(held.values()) < 2 * capacity
         assert held.get(tenant, 0) < share_limit(capacity, tenant, loads, {})
+
+
+def test_a_worker_is_kept_for_a_recently_active_tenant() -> None:
+    assert running_cap(2, "flood", [], {}) == 2  # alone: every worker
+    assert running_cap(2, "flood", ["quiet"], {}) == 1
+    assert running_cap(4, "big", ["small"], {"big": 3.0}) == 3
+    loads = {"flood": Load(1, 5)}
+    caps = {"flood": 1}
+    assert next_tenant({"flood": 1}, loads, {}, caps) is None  # capped: the worker waits
+    assert next_tenant({"flood": 1}, loads, {}, {"flood": 2}) == "flood"

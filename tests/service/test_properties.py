@@ -8,12 +8,11 @@ from decimal import Decimal
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from image_contracts.renditions import FITS, GRAVITIES
 from image_service.errors import DomainError
 from image_service.http_errors import status_of
 from image_service.options import (
-    FITS,
     FORMATS,
-    GRAVITIES,
     RenditionOptions,
     canonical_query,
     parse_options,

@@ -18,6 +18,8 @@ from typing import Any
 TENANT_ID = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")  # a DNS label: also a label value
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 SECRET_REF = re.compile(r"(env:[A-Za-z_][A-Za-z0-9_]*|file:/\S+)")
+# A cell's name: a DNS label short enough to suffix stack names, hostnames and label values.
+CELL_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?")
 
 
 class TenantsFileError(ValueError):
@@ -38,6 +40,7 @@ class TenantEntry:
     requests_per_second: float | None = None
     max_stored_bytes: int | None = None
     share: float | None = None  # weight of the tenant's fair share of the service (default 1)
+    cell: str | None = None  # the cell that serves this tenant (docs/cells.md); None: not placed
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
 
@@ -50,7 +53,7 @@ _SCALARS: dict[str, tuple[type, ...]] = {
     "share": (int, float),
 }
 _LISTS = ("api_key_sha256", "signing_secrets", "allowed_formats")
-KNOWN_KEYS = frozenset({*_SCALARS, *_LISTS})
+KNOWN_KEYS = frozenset({*_SCALARS, *_LISTS, "cell"})
 
 
 def is_tenant_id(value: str) -> bool:
@@ -95,12 +98,19 @@ def parse_entry(tid: str, table: Mapping[str, Any], *, allow_extra: bool = False
             f"tenant {tid}: signing secret {bad_refs[0]!r} must be env:NAME or file:/path"
         )
     formats = table.get("allowed_formats")
+    cell = table.get("cell")
+    if cell is not None and (not isinstance(cell, str) or not CELL_NAME.fullmatch(cell)):
+        raise TenantsFileError(
+            f"tenant {tid}: cell {cell!r} must be 1-32 of [a-z0-9-], starting and ending "
+            "alphanumeric"
+        )
     scalars = {k: _scalar(tid, k, table[k]) for k in _SCALARS if k in table}
     entry = TenantEntry(
         id=tid,
         api_key_sha256=hashes,
         signing_secrets=refs,
         allowed_formats=None if formats is None else _strings(tid, "allowed_formats", formats),
+        cell=cell,
         extra=extra,
         **scalars,
     )

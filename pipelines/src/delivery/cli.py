@@ -503,6 +503,16 @@ def parser() -> argparse.ArgumentParser:
     common(env)
     env.add_argument("action", choices=["up", "down"])
     env.set_defaults(func=cmd_env)
+
+    from delivery.console.command import configure as console  # argparse only; web stack lazy
+
+    console_p = add(
+        "console",
+        "serve the read-only delivery console",
+        "A web view of the ledger, the judge's evidence and the platform's dashboards (127.0.0.1).",
+    )
+    common(console_p, env_required=False)
+    console(console_p)
     return top
 
 

@@ -19,9 +19,7 @@ every run renders cold.
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -30,6 +28,7 @@ from dataclasses import dataclass, field
 
 import httpx
 import pyvips
+from image_contracts.renditions import GRAVITIES, OUTPUT_FORMATS, signature
 
 from delivery.probe_corpus import DELETABLE, NAMES, CorpusImage, track_corpora
 
@@ -86,20 +85,6 @@ RENDITIONS_EVERY_IMAGE = (
     "w=30&h=50&fit=fill&format=webp",
     "w=40&h=40&fit=outside",
 )
-GRAVITIES = (
-    "center",
-    "north",
-    "northeast",
-    "east",
-    "southeast",
-    "south",
-    "southwest",
-    "west",
-    "northwest",
-    "attention",
-    "entropy",
-)
-OUTPUT_FORMATS = ("jpeg", "png", "webp", "avif", "gif")
 
 
 def _cover(gravity: str, box: str) -> str:
@@ -177,14 +162,6 @@ def plan(tenant: ProbeTenant, images: Sequence[str] = NAMES) -> tuple[ProbeSpec,
         ProbeSpec("delete: again", "DELETE", DELETABLE),
     ]
     return tuple(specs)
-
-
-def signature(secret: bytes, tenant: str, image_id: str, canonical_query: str) -> str:
-    """The service's URL signature (service/README.md, "Signed URLs") over a query already in
-    canonical form; tests check it against the service's own implementation."""
-    message = f"/v1/{tenant}/images/{image_id}?{canonical_query}".encode()
-    mac = hmac.new(secret, message, hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
 
 # --- what comes back ---------------------------------------------------------------------------

@@ -1,9 +1,13 @@
 """`PulumiTarget`: the `Target` protocol over a Pulumi stack, through the Automation API.
 
-Thin on purpose: it selects the env's stack (config in environments/Pulumi.<env>.yaml), sets the
-three delivery keys, previews and runs `up`. The stack's lock gives one delivery per env. Where
-update plans are supported, the plan saved by the preview is what the first `up` applies.
-Post-deploy checks run in the canary pod through testinfra's kubectl backend.
+Thin on purpose. A version delivery drives the env's service stack (`<env>-service`, config in
+environments/Pulumi.<env>-service.yaml): it sets the three delivery keys, previews and runs `up`
+on that stack alone. A platform delivery previews and applies the `<env>-platform` stack. The
+stack's lock gives one delivery per env. The delivery keys' truth is the service stack's state
+(its exports), read back before the first change, so a fresh checkout never rolls a version
+back. Traffic moves only to pods that are already Ready: each step that starts or stops pods
+is its own `up` (ADR 077). An update plan, where used, only narrows what `up` may do; nothing
+depends on it. Post-deploy checks run in the canary pod through testinfra's kubectl backend.
 """
 
 import datetime as dt
@@ -36,6 +40,8 @@ class StackLike(Protocol):
 
     def get_all_config(self) -> Any: ...
 
+    def outputs(self) -> Any: ...
+
     def set_config(self, key: str, value: Any) -> None: ...
 
     def preview(self, **kwargs: Any) -> Any: ...
@@ -56,6 +62,24 @@ def ops_from_events(events: list[Any]) -> tuple[ResourceOp, ...]:
     return tuple(ops)
 
 
+def platform_stack_name(service_stack: str) -> str:
+    """`<env>-service[-<cell>]` -> `<env>-platform` (the stack names of ADR 070)."""
+    env, sep, _ = service_stack.partition("-service")
+    if not sep or not env:
+        raise TargetError(f"stack {service_stack!r} is not a service stack (<env>-service)")
+    return f"{env}-platform"
+
+
+def _select(auto: Any, name: str, work_dir: str) -> Any:
+    try:
+        return auto.select_stack(stack_name=name, work_dir=work_dir)
+    except auto.StackNotFoundError:
+        raise TargetError(
+            f"stack {name} does not exist in this backend: create it as the README's AWS path "
+            "says (bootstrap workflow), then deliver"
+        ) from None
+
+
 def _config_value(value: str) -> Any:
     from pulumi.automation import ConfigValue
 
@@ -69,30 +93,47 @@ class PulumiTarget:
         settings: PulumiSettings,
         repo: Path,
         plan_dir: Path | None = None,
+        platform: StackLike | None = None,
     ) -> None:
         self.stack = stack
+        self.platform = platform if platform is not None else stack
         self.settings = settings
         self.repo = repo
         self.plan_dir = plan_dir or Path(tempfile.mkdtemp(prefix="deliver-plan-"))
         self.plan: Path | None = None
+        self.synced = False
 
     @classmethod
     def select(cls, repo: Path, settings: PulumiSettings) -> "PulumiTarget":
         from pulumi import automation as auto
 
-        stack = auto.select_stack(stack_name=settings.stack, work_dir=str(repo / settings.work_dir))
-        stack_like: StackLike = stack  # type: ignore[assignment]  # keyword-only use of a wide API
-        return cls(stack_like, settings, repo)
+        work_dir = str(repo / settings.work_dir)
+        stack: StackLike = _select(auto, settings.stack, work_dir)
+        platform: StackLike = _select(auto, platform_stack_name(settings.stack), work_dir)
+        return cls(stack, settings, repo, platform=platform)
 
     def _set(self, key: str, value: str) -> None:
+        self._sync()
         self.stack.set_config(key, _config_value(value))
 
-    def _up(self) -> None:
+    def _sync(self) -> None:
+        """Copy the delivery keys from the stack's state (its exports) into its config once."""
+        if self.synced:
+            return
+        self.synced = True
+        outputs = self.stack.outputs() or {}
+        for key in (STABLE, CANARY, WEIGHT):
+            item = outputs.get(key.split(":", 1)[1])
+            if item is not None:
+                self.stack.set_config(key, _config_value(str(getattr(item, "value", item))))
+
+    def _up(self, stack: StackLike | None = None) -> None:
+        self._sync()
         kwargs: dict[str, Any] = {"on_output": print}
         if self.plan is not None:
             kwargs["plan"] = str(self.plan)
             self.plan = None  # a plan is good for exactly the change it previewed
-        self.stack.up(**kwargs)
+        (stack or self.stack).up(**kwargs)
 
     def resolve(self, version: str) -> VersionInfo:
         if not version or not version.replace("-", "").replace(".", "").isalnum():
@@ -109,6 +150,7 @@ class PulumiTarget:
         return VersionInfo(version=version, commit=version, commit_time=commit_time)
 
     def state(self) -> TargetState:
+        self._sync()
         config = self.stack.get_all_config()
 
         def get(key: str) -> str:
@@ -124,16 +166,17 @@ class PulumiTarget:
         return self._preview(version.version)
 
     def preview_platform(self) -> Preview:
-        return self._preview("platform")
+        return self._preview("platform", self.platform)
 
-    def _preview(self, plan_name: str) -> Preview:
+    def _preview(self, plan_name: str, stack: StackLike | None = None) -> Preview:
         """Preview, collecting per-resource ops; keep the update plan so `up` applies just it."""
         events: list[Any] = []
         kwargs: dict[str, Any] = {"on_event": events.append}
         if self.settings.use_update_plan:
             self.plan = self.plan_dir / f"{self.settings.stack}-{plan_name}.plan.json"
             kwargs["plan"] = str(self.plan)
-        result = self.stack.preview(**kwargs)
+        self._sync()
+        result = (stack or self.stack).preview(**kwargs)
         summary = getattr(result, "change_summary", {}) or {}
         return Preview(
             ops=ops_from_events(events),
@@ -141,7 +184,7 @@ class PulumiTarget:
         )
 
     def apply_platform(self) -> None:
-        self._up()
+        self._up(self.platform)
 
     def start_canary(self, version: VersionInfo) -> None:
         self._set(CANARY, version.version)
@@ -158,14 +201,20 @@ class PulumiTarget:
         canary = self.state().canary_version
         if not canary:
             raise TargetError("no canary to promote")
+        # Stable rolls to the canary's version while canary pods still serve their share...
         self._set(STABLE, canary)
-        self._set(CANARY, "")
+        self._up()
+        # ...then traffic leaves the canary and baseline, and only then do their pods stop.
         self._set(WEIGHT, "0")
+        self._up()
+        self._set(CANARY, "")
         self._up()
 
     def abort(self) -> None:
         self.plan = None
+        # Traffic back to stable first; the canary's pods stop in the next update.
         self._set(WEIGHT, "0")
+        self._up()
         self._set(CANARY, "")
         self._up()
 

@@ -82,12 +82,17 @@ class SecureBucket(pulumi.ComponentResource):
         kms_key_arn: pulumi.Input[str],
         log_bucket: pulumi.Input[str] | None,
         log_delivery_account: pulumi.Input[str] | None = None,
+        bucket_name: str | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("image-platform:storage:SecureBucket", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.bucket = aws.s3.Bucket(
-            name, force_destroy=False, tags={"purpose": spec.purpose}, opts=child
+            name,
+            bucket=bucket_name,  # None: autonamed; a name when other tools must know it
+            force_destroy=False,
+            tags={"purpose": spec.purpose},
+            opts=child,
         )
         after_bucket = pulumi.ResourceOptions(parent=self, depends_on=[self.bucket])
         pab = aws.s3.BucketPublicAccessBlock(
@@ -150,8 +155,27 @@ class SecureBucket(pulumi.ComponentResource):
         self.register_outputs({"bucket": self.bucket.bucket})
 
 
+def log_bucket(
+    name: str,
+    storage: StorageConfig,
+    *,
+    kms_key_arn: pulumi.Input[str],
+    account_id: pulumi.Input[str],
+    parent: pulumi.Resource,
+) -> SecureBucket:
+    """The access-log target of a layer's buckets; it does not log into itself (log loops)."""
+    return SecureBucket(
+        f"{name}-access-logs",
+        BucketSpec("access-logs", lifecycle_rules("access-logs", storage), kms=False),
+        kms_key_arn=kms_key_arn,
+        log_bucket=None,
+        log_delivery_account=account_id,
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+
+
 class Buckets(pulumi.ComponentResource):
-    """The three buckets plus the account-wide Block Public Access (FSBP S3.1)."""
+    """An environment's buckets: images, Thanos blocks, and their access logs."""
 
     def __init__(
         self,
@@ -164,14 +188,6 @@ class Buckets(pulumi.ComponentResource):
     ) -> None:
         super().__init__("image-platform:storage:Buckets", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        aws.s3.AccountPublicAccessBlock(
-            name,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-            opts=child,
-        )
         self.key = aws.kms.Key(
             f"{name}-s3",
             description=f"{name}: S3 objects (images, Thanos blocks)",
@@ -179,15 +195,8 @@ class Buckets(pulumi.ComponentResource):
             deletion_window_in_days=30,
             opts=child,
         )
-        logs_spec = BucketSpec("access-logs", lifecycle_rules("access-logs", storage), kms=False)
-        self.logs = SecureBucket(
-            f"{name}-access-logs",
-            logs_spec,
-            kms_key_arn=self.key.arn,
-            # The log target does not log into itself (log loops); see docs/security.md S3.9.
-            log_bucket=None,
-            log_delivery_account=account_id,
-            opts=child,
+        self.logs = log_bucket(
+            name, storage, kms_key_arn=self.key.arn, account_id=account_id, parent=self
         )
         self.images = SecureBucket(
             f"{name}-images",
@@ -210,3 +219,54 @@ class Buckets(pulumi.ComponentResource):
                 "accessLogs": self.logs.bucket.bucket,
             }
         )
+
+
+class AccountBuckets(pulumi.ComponentResource):
+    """The account's buckets with fixed names (the Pulumi backend and the delivery ledgers are
+    named in config files before any stack exists), and the account-wide Block Public Access
+    (FSBP S3.1): one account setting, so exactly one stack manages it."""
+
+    def __init__(
+        self,
+        name: str,
+        storage: StorageConfig,
+        *,
+        state_bucket: str,
+        ledger_buckets: tuple[str, ...],
+        kms_key_arn: pulumi.Input[str],
+        account_id: pulumi.Input[str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("image-platform:storage:AccountBuckets", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        aws.s3.AccountPublicAccessBlock(
+            name,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+            opts=child,
+        )
+        self.logs = log_bucket(
+            name, storage, kms_key_arn=kms_key_arn, account_id=account_id, parent=self
+        )
+        self.state = SecureBucket(
+            f"{name}-state",
+            BucketSpec("pulumi-state", lifecycle_rules("pulumi-state", storage)),
+            kms_key_arn=kms_key_arn,
+            log_bucket=self.logs.bucket.id,
+            bucket_name=state_bucket,
+            opts=child,
+        )
+        self.ledgers = {
+            bucket: SecureBucket(
+                f"{name}-{bucket}",
+                BucketSpec("delivery-ledger", lifecycle_rules("delivery-ledger", storage)),
+                kms_key_arn=kms_key_arn,
+                log_bucket=self.logs.bucket.id,
+                bucket_name=bucket,
+                opts=child,
+            )
+            for bucket in ledger_buckets
+        }
+        self.register_outputs({"state": self.state.bucket.bucket})

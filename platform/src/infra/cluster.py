@@ -1,19 +1,28 @@
-"""EKS: private API endpoint, KMS-encrypted secrets, all control-plane logs, IRSA, managed nodes
-in private subnets with IMDSv2 (hop limit 1) and encrypted volumes, and the core add-ons."""
+"""EKS, owned resource by resource: a private API endpoint, KMS-encrypted secrets, every
+control-plane log, access entries as the only way in, IRSA, managed nodes in private subnets
+with IMDSv2 (hop limit 1) and encrypted volumes, and add-ons ordered around the nodes.
+
+Why not pulumi-eks's Cluster component (ADR 071): it always makes the cluster's creator a
+permanent admin, it creates CoreDNS inside the component (stuck DEGRADED without a default node
+group, pulumi-eks#1819) and its cluster role lands outside the project's IAM path.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
-import pulumi_eks as eks
 import pulumi_kubernetes as k8s
 
 from infra import iam
 from infra.config import ClusterConfig
 
 CONTROL_PLANE_LOGS = ("api", "audit", "authenticator", "controllerManager", "scheduler")
+CLUSTER_POLICY = "arn:aws:iam::aws:policy/AmazonEKSClusterPolicy"
 NODE_POLICIES = (
     "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",
     "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly",
@@ -21,6 +30,65 @@ NODE_POLICIES = (
 )
 EBS_CSI_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy"
 CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+# Add-ons the nodes need to become Ready; CoreDNS and the rest need Ready nodes (ADR 071).
+BEFORE_NODES = ("vpc-cni", "kube-proxy")
+AFTER_NODES = ("coredns", "metrics-server")
+# The VPC CNI enforces NetworkPolicy (every namespace here is default-deny).
+ADDON_CONFIG = {"vpc-cni": {"enableNetworkPolicy": "true"}}
+
+
+def kubeconfig(name: str, endpoint: str, ca_data: str, region: str) -> str:
+    """A kubeconfig that authenticates with `aws eks get-token` (the caller's AWS identity)."""
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": name,
+                    "cluster": {"server": endpoint, "certificate-authority-data": ca_data},
+                }
+            ],
+            "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
+            "current-context": name,
+            "users": [
+                {
+                    "name": name,
+                    "user": {
+                        "exec": {
+                            "apiVersion": "client.authentication.k8s.io/v1beta1",
+                            "command": "aws",
+                            "args": [
+                                "eks",
+                                "get-token",
+                                "--cluster-name",
+                                name,
+                                "--region",
+                                region,
+                            ],
+                            "interactiveMode": "Never",
+                        }
+                    },
+                }
+            ],
+        },
+        sort_keys=True,
+    )
+
+
+def _issuer(identities: Sequence[aws.eks.outputs.ClusterIdentity]) -> str:
+    oidcs = identities[0].oidcs or []
+    return (oidcs[0].issuer or "") if oidcs else ""
+
+
+@dataclass(frozen=True)
+class ClusterAccess:
+    """What the in-cluster layers need from the environment layer."""
+
+    name: str
+    provider: k8s.Provider
+    oidc_provider_arn: pulumi.Input[str]
+    oidc_issuer: pulumi.Input[str]
 
 
 class Cluster(pulumi.ComponentResource):
@@ -29,11 +97,10 @@ class Cluster(pulumi.ComponentResource):
         name: str,
         cfg: ClusterConfig,
         *,
+        region: str,
         account_id: pulumi.Input[str],
-        vpc_id: pulumi.Input[str],
         private_subnet_ids: pulumi.Input[Sequence[str]],
-        public_subnet_ids: pulumi.Input[Sequence[str]],
-        admin_role_arn: pulumi.Input[str],
+        admin_role_arns: Sequence[pulumi.Input[str]],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("image-platform:cluster:Cluster", name, None, opts)
@@ -47,63 +114,111 @@ class Cluster(pulumi.ComponentResource):
             policy=iam.to_json(pulumi.Output.from_input(account_id).apply(iam.cluster_key_policy)),
             opts=child,
         )
-        self.eks = eks.Cluster(
+        self.role = aws.iam.Role(
+            f"{name}-cluster",
+            path=iam.ROLE_PATH,
+            assume_role_policy=iam.to_json(iam.service_trust("eks.amazonaws.com")),
+            opts=child,
+        )
+        attachment = aws.iam.RolePolicyAttachment(
+            f"{name}-cluster", role=self.role.name, policy_arn=CLUSTER_POLICY, opts=child
+        )
+        self.eks = aws.eks.Cluster(
             name,
             name=name,
+            role_arn=self.role.arn,
             version=cfg.kubernetes_version,
-            vpc_id=vpc_id,
-            private_subnet_ids=private_subnet_ids,
-            public_subnet_ids=public_subnet_ids,
-            endpoint_private_access=True,
-            endpoint_public_access=cfg.public_endpoint,
-            public_access_cidrs=list(cfg.public_cidrs) if cfg.public_endpoint else None,
-            enabled_cluster_log_types=list(CONTROL_PLANE_LOGS),
-            encryption_config_key_arn=self.key.arn,
-            create_oidc_provider=True,
-            authentication_mode=eks.AuthenticationMode.API,
-            access_entries={
-                # The CI deploy role is the only cluster admin (CIS 4.1.1): `pulumi up` applies
-                # the Kubernetes objects. People get scoped access entries out of band.
-                "deploy": eks.AccessEntryArgs(
-                    principal_arn=admin_role_arn,
-                    access_policies={
-                        "admin": eks.AccessPolicyAssociationArgs(
-                            policy_arn=CLUSTER_ADMIN_POLICY,
-                            access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(
-                                type="cluster"
-                            ),
-                        )
-                    },
-                )
+            vpc_config={
+                "subnet_ids": private_subnet_ids,
+                "endpoint_private_access": True,
+                "endpoint_public_access": False,
             },
-            skip_default_node_group=True,
-            skip_default_security_groups=True,
-            node_associate_public_ip_address=False,
-            vpc_cni_options=eks.VpcCniOptionsArgs(enable_network_policy=True),
-            coredns_addon_options=eks.CoreDnsAddonOptionsArgs(enabled=True),
-            kube_proxy_addon_options=eks.KubeProxyAddonOptionsArgs(enabled=True),
+            access_config={
+                "authentication_mode": "API",
+                # The creator is not a hidden permanent admin: access entries below are the
+                # whole list of who administers the cluster (docs/security.md).
+                "bootstrap_cluster_creator_admin_permissions": False,
+            },
+            # No unmanaged add-ons: each one is an aws.eks.Addon below, ordered around the nodes.
+            bootstrap_self_managed_addons=False,
+            encryption_config={"provider": {"key_arn": self.key.arn}, "resources": ["secrets"]},
+            enabled_cluster_log_types=list(CONTROL_PLANE_LOGS),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[attachment]),
+        )
+        self.security_group_id = self.eks.vpc_config.cluster_security_group_id
+        self.oidc_issuer = self.eks.identities.apply(_issuer)
+        self.oidc_provider = aws.iam.OpenIdConnectProvider(
+            f"{name}-irsa",
+            url=self.oidc_issuer,
+            client_id_lists=["sts.amazonaws.com"],
             opts=child,
         )
-        self.kubeconfig = self.eks.kubeconfig_json
-        self.oidc_provider_arn = self.eks.oidc_provider_arn
-        self.oidc_issuer = self.eks.oidc_provider_url
-        self.provider = k8s.Provider(
-            f"{name}-k8s",
-            kubeconfig=self.eks.kubeconfig_json,
-            enable_server_side_apply=True,
-            opts=child,
+        self.oidc_provider_arn = self.oidc_provider.arn
+        self.kubeconfig = pulumi.Output.all(
+            self.eks.endpoint, self.eks.certificate_authority.data
+        ).apply(lambda a: kubeconfig(name, a[0], a[1] or "", region))
+        self.admins = [
+            self._admin(f"{name}-admin-{index}", arn) for index, arn in enumerate(admin_role_arns)
+        ]
+
+        before_nodes = [self._addon(addon, [self.eks]) for addon in BEFORE_NODES]
+        self._nodes(cfg, private_subnet_ids, before_nodes)
+        for addon in AFTER_NODES:
+            self._addon(addon, [self.node_group])
+        self._ebs_csi()
+        self.register_outputs({"clusterName": name})
+
+    def _admin(self, name: str, principal_arn: pulumi.Input[str]) -> aws.eks.AccessEntry:
+        entry = aws.eks.AccessEntry(
+            name,
+            cluster_name=self.eks.name,
+            principal_arn=principal_arn,
+            type="STANDARD",
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        aws.eks.AccessPolicyAssociation(
+            name,
+            cluster_name=self.eks.name,
+            principal_arn=principal_arn,
+            policy_arn=CLUSTER_ADMIN_POLICY,
+            access_scope={"type": "cluster"},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[entry]),
+        )
+        return entry
+
+    def _addon(self, addon: str, after: Sequence[pulumi.Resource], **extra: Any) -> aws.eks.Addon:
+        if addon in ADDON_CONFIG:
+            extra["configuration_values"] = json.dumps(ADDON_CONFIG[addon], sort_keys=True)
+        return aws.eks.Addon(
+            f"{self.name}-{addon}",
+            cluster_name=self.eks.name,
+            addon_name=addon,
+            resolve_conflicts_on_create="OVERWRITE",
+            resolve_conflicts_on_update="OVERWRITE",
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(after)),
+            **extra,
         )
 
+    def _nodes(
+        self,
+        cfg: ClusterConfig,
+        private_subnet_ids: pulumi.Input[Sequence[str]],
+        after: Sequence[pulumi.Resource],
+    ) -> None:
+        name = self.name
+        child = pulumi.ResourceOptions(parent=self)
         self.node_role = aws.iam.Role(
             f"{name}-node",
             path=iam.ROLE_PATH,
             assume_role_policy=iam.to_json(iam.service_trust("ec2.amazonaws.com")),
             opts=child,
         )
-        for index, policy_arn in enumerate(NODE_POLICIES):
+        attachments = [
             aws.iam.RolePolicyAttachment(
-                f"{name}-node-{index}", role=self.node_role.name, policy_arn=policy_arn, opts=child
+                f"{name}-node-{index}", role=self.node_role.name, policy_arn=arn, opts=child
             )
+            for index, arn in enumerate(NODE_POLICIES)
+        ]
         self.launch_template = aws.ec2.LaunchTemplate(
             f"{name}-nodes",
             metadata_options={
@@ -129,7 +244,7 @@ class Cluster(pulumi.ComponentResource):
         )
         self.node_group = aws.eks.NodeGroup(
             f"{name}-nodes",
-            cluster_name=name,
+            cluster_name=self.eks.name,
             node_role_arn=self.node_role.arn,
             subnet_ids=private_subnet_ids,
             instance_types=list(cfg.instance_types),
@@ -144,10 +259,13 @@ class Cluster(pulumi.ComponentResource):
                 "id": self.launch_template.id,
                 "version": self.launch_template.latest_version.apply(str),
             },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.eks]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*after, *attachments]),
         )
 
-        self.ebs_csi_role = aws.iam.Role(
+    def _ebs_csi(self) -> None:
+        name = self.name
+        child = pulumi.ResourceOptions(parent=self)
+        role = aws.iam.Role(
             f"{name}-ebs-csi",
             path=iam.ROLE_PATH,
             assume_role_policy=iam.to_json(
@@ -158,55 +276,39 @@ class Cluster(pulumi.ComponentResource):
             opts=child,
         )
         aws.iam.RolePolicyAttachment(
-            f"{name}-ebs-csi", role=self.ebs_csi_role.name, policy_arn=EBS_CSI_POLICY, opts=child
+            f"{name}-ebs-csi", role=role.name, policy_arn=EBS_CSI_POLICY, opts=child
         )
         aws.iam.RolePolicy(
             f"{name}-ebs-csi-kms",
-            role=self.ebs_csi_role.id,
+            role=role.id,
             policy=iam.to_json(self.key.arn.apply(iam.ebs_csi_kms)),
             opts=child,
         )
-        after_nodes = pulumi.ResourceOptions(parent=self, depends_on=[self.node_group])
-        self.ebs_csi = aws.eks.Addon(
-            f"{name}-ebs-csi",
-            cluster_name=name,
-            addon_name="aws-ebs-csi-driver",
-            service_account_role_arn=self.ebs_csi_role.arn,
-            resolve_conflicts_on_create="OVERWRITE",
-            resolve_conflicts_on_update="OVERWRITE",
-            opts=after_nodes,
-        )
-        # metrics-server feeds the HorizontalPodAutoscaler.
-        aws.eks.Addon(
-            f"{name}-metrics-server",
-            cluster_name=name,
-            addon_name="metrics-server",
-            resolve_conflicts_on_create="OVERWRITE",
-            opts=after_nodes,
-        )
-        self.storage_class = k8s.storage.v1.StorageClass(
-            f"{name}-gp3",
-            metadata={"name": "gp3-encrypted"},
-            provisioner="ebs.csi.aws.com",
-            parameters={"type": "gp3", "encrypted": "true", "kmsKeyId": self.key.arn},
-            reclaim_policy="Retain",
-            volume_binding_mode="WaitForFirstConsumer",
-            allow_volume_expansion=True,
-            opts=pulumi.ResourceOptions(
-                parent=self, provider=self.provider, depends_on=[self.ebs_csi]
-            ),
-        )
-        self.register_outputs({"clusterName": name})
+        self._addon("aws-ebs-csi-driver", [self.node_group], service_account_role_arn=role.arn)
+
+
+def storage_class(name: str, key_arn: pulumi.Input[str], access: ClusterAccess) -> pulumi.Resource:
+    """gp3, encrypted with the cluster key (platform layer: it needs the API server)."""
+    return k8s.storage.v1.StorageClass(
+        f"{name}-gp3",
+        metadata={"name": "gp3-encrypted"},
+        provisioner="ebs.csi.aws.com",
+        parameters={"type": "gp3", "encrypted": "true", "kmsKeyId": key_arn},
+        reclaim_policy="Retain",
+        volume_binding_mode="WaitForFirstConsumer",
+        allow_volume_expansion=True,
+        opts=pulumi.ResourceOptions(provider=access.provider),
+    )
 
 
 def irsa_role(
     name: str,
     *,
-    cluster: Cluster,
+    cluster: ClusterAccess,
     namespace: str,
     service_accounts: Sequence[str],
     policy: pulumi.Input[iam.Document],
-    parent: pulumi.Resource,
+    parent: pulumi.Resource | None = None,
 ) -> aws.iam.Role:
     """A role only the named service accounts can assume, with one inline policy."""
     child = pulumi.ResourceOptions(parent=parent)

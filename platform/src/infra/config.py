@@ -14,8 +14,15 @@ from dataclasses import dataclass
 from typing import Literal
 
 from image_contracts import tenants as tenants_contract
-from image_contracts.stacks import PROJECT
+from image_contracts.stacks import (
+    CANARY_VERSION_KEY,
+    CANARY_WEIGHT_KEY,
+    PROJECT,
+    STABLE_VERSION_KEY,
+)
 from image_contracts.versions import version_error
+
+from infra.layers import Layer, prefix
 
 # EKS standard-support versions at the time of writing; extended support costs extra.
 SUPPORTED_KUBERNETES = ("1.31", "1.32", "1.33", "1.34")
@@ -26,43 +33,66 @@ MAX_CANARY_WEIGHT = 50  # canary + baseline = 2 * weight must leave stable its s
 SIGNING_DIR = "/etc/image-service/signing"
 # One lifecycle rule per tenant (renditions live under <tenant>/renditions/); S3 allows 1000.
 MAX_TENANTS = 900
+# IAM's ceiling for a role's maximum session (MaxSessionDuration, seconds).
+MAX_ROLE_SESSION_SECONDS = 12 * 3600
 
 NatStrategy = Literal["single", "onePerAz"]
 
-# Every key the program reads (Pulumi.yaml declares each with its type). The first three are the
-# delivery pipeline's; the rest are the platform's.
-KEYS = (
-    "stableVersion",
-    "canaryVersion",
-    "canaryWeight",
-    "vpcCidr",
-    "availabilityZones",
-    "natStrategy",
-    "kubernetesVersion",
-    "endpointPublicAccess",
-    "endpointPublicCidrs",
-    "nodeInstanceTypes",
-    "nodeMinSize",
-    "nodeDesiredSize",
-    "nodeMaxSize",
-    "nodeVolumeGiB",
-    "renditionsExpireDays",
-    "noncurrentExpireDays",
-    "accessLogsExpireDays",
-    "prometheusRetentionHours",
-    "prometheusVolumeGiB",
-    "prometheusReplicas",
-    "thanosRetentionDays",
-    "grafanaHost",
-    "serviceHost",
-    "stableReplicas",
-    "stableMaxReplicas",
-    "canaryReplicas",
-    "tenants",
-    "githubRepository",
-    "githubBranch",
-    "acmeEmail",
-)
+# Every key each layer's program reads; a stack file holds only its layer's keys (`aws:region`
+# aside). The service layer's first three keys belong to the delivery pipeline.
+LAYER_KEYS: dict[Layer, tuple[str, ...]] = {
+    Layer.ACCOUNT: (
+        "githubRepository",
+        "githubBranch",
+        "githubOwnerId",
+        "githubRepositoryId",
+        "deliveryEnvironments",
+        "deliverSessionSeconds",
+        "imageRepository",
+        "stateBucket",
+        "ledgerBuckets",
+        "serviceLinkedRoles",
+    ),
+    Layer.ENVIRONMENT: (
+        "vpcCidr",
+        "availabilityZones",
+        "natStrategy",
+        "kubernetesVersion",
+        "clusterAdminRoleArns",
+        "runnerInstanceType",
+        "nodeInstanceTypes",
+        "nodeMinSize",
+        "nodeDesiredSize",
+        "nodeMaxSize",
+        "nodeVolumeGiB",
+        "renditionsExpireDays",
+        "noncurrentExpireDays",
+        "accessLogsExpireDays",
+        "imageTenants",
+    ),
+    Layer.PLATFORM: (
+        "prometheusRetentionHours",
+        "prometheusVolumeGiB",
+        "prometheusReplicas",
+        "thanosRetentionDays",
+        "grafanaHost",
+        "serviceHost",
+        "acmeEmail",
+        "alertEmail",
+        "githubRepository",
+        "githubBranch",
+    ),
+    Layer.SERVICE: (
+        STABLE_VERSION_KEY,
+        CANARY_VERSION_KEY,
+        CANARY_WEIGHT_KEY,
+        "stableReplicas",
+        "stableMaxReplicas",
+        "canaryReplicas",
+        "tenants",
+    ),
+}
+KEYS = tuple(sorted({k for keys in LAYER_KEYS.values() for k in keys}))
 
 
 class ConfigError(ValueError):
@@ -79,8 +109,10 @@ class NetworkConfig:
 @dataclass(frozen=True)
 class ClusterConfig:
     kubernetes_version: str
-    public_endpoint: bool
-    public_cidrs: tuple[str, ...]
+    # The API endpoint is private in every environment: CI reaches it from the environment's
+    # runner inside the VPC, people through SSM port forwarding from that runner (ADR 073).
+    admin_role_arns: tuple[str, ...]
+    runner_instance_type: str
     instance_types: tuple[str, ...]
     min_nodes: int
     desired_nodes: int
@@ -102,11 +134,11 @@ class ObservabilityConfig:
     prometheus_replicas: int
     thanos_retention_days: int
     grafana_host: str
+    alert_email: str = ""
 
 
 @dataclass(frozen=True)
 class ServiceConfig:
-    host: str
     stable_version: str
     canary_version: str
     canary_weight: int
@@ -135,30 +167,69 @@ class CiConfig:
 
 
 @dataclass(frozen=True)
-class PlatformConfig:
+class AccountConfig:
+    region: str
+    ci: CiConfig
+    # Numeric ids: repositories created after 2026-07-15 get OIDC subjects
+    # `repo:OWNER@OWNER_ID/REPO@REPO_ID:...`; 0 when unknown (older repositories).
+    github_owner_id: int
+    github_repository_id: int
+    # GitHub environments whose delivery job assumes a role of its own (`environment:` jobs).
+    delivery_environments: tuple[str, ...]
+    deliver_session_seconds: int
+    image_repository: str  # the ECR repository name the workflow pushes to
+    state_bucket: str
+    ledger_buckets: tuple[str, ...]
+    service_linked_roles: tuple[str, ...]  # AWS service names, e.g. autoscaling.amazonaws.com
+
+
+@dataclass(frozen=True)
+class EnvironmentConfig:
     environment: str
     region: str
     network: NetworkConfig
     cluster: ClusterConfig
     storage: StorageConfig
-    observability: ObservabilityConfig
-    service: ServiceConfig
-    ci: CiConfig
-    acme_email: str
+    tenant_ids: tuple[str, ...]
 
     @property
     def name(self) -> str:
-        """Prefix for every physical name: project and environment."""
-        return f"{PROJECT}-{self.environment}"
+        return prefix(self.environment)
+
+
+@dataclass(frozen=True)
+class PlatformConfig:
+    environment: str
+    region: str
+    observability: ObservabilityConfig
+    service_host: str
+    acme_email: str
+    ci: CiConfig
+
+    @property
+    def name(self) -> str:
+        return prefix(self.environment)
+
+
+@dataclass(frozen=True)
+class ServiceLayerConfig:
+    environment: str
+    region: str
+    service: ServiceConfig
+
+    @property
+    def name(self) -> str:
+        return prefix(self.environment)
 
 
 class _Reader:
-    def __init__(self, raw: Mapping[str, str]) -> None:
+    def __init__(self, raw: Mapping[str, str], layer: Layer) -> None:
         self._raw = raw
+        self._layer = layer
 
     def _get(self, key: str) -> str | None:
-        if key not in KEYS:
-            raise KeyError(f"{key} is not declared in config.KEYS")
+        if key not in LAYER_KEYS[self._layer]:
+            raise KeyError(f"{key} is not declared in LAYER_KEYS[{self._layer}]")
         return self._raw.get(key, self._raw.get(f"{PROJECT}:{key}"))
 
     def string(self, key: str, default: str | None = None) -> str:
@@ -212,8 +283,12 @@ _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 
 
 def _image_ref(key: str, value: str, *, optional: bool) -> str:
-    if optional and value == "":
-        return value
+    if value == "":
+        if optional:
+            return value
+        raise ConfigError(
+            f"{PROJECT}:{key} is required: a pushed image tag (README, first service up)"
+        )
     # One version syntax for every layer (image tag, label value, service env): the contract's.
     problem = version_error(value)
     if problem:
@@ -241,8 +316,8 @@ def _cidrs(key: str, values: tuple[str, ...], *, allow_world: bool) -> tuple[str
 def parse_tenants(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(tenant ids, generated signing-secret names) of the service's TOML tenants file.
 
-    The service validates the rest at start; the platform needs the ids (per-tenant lifecycle
-    rules) and refuses signing secrets it cannot provide (env: refs, files elsewhere)."""
+    The file's format is the contract's (image_contracts.tenants); the platform needs the ids
+    and refuses signing secrets it cannot provide (env: refs, files elsewhere)."""
     key = f"{PROJECT}:tenants"
     try:
         entries = tenants_contract.parse_text(text)
@@ -263,14 +338,62 @@ def parse_tenants(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(entries), tuple(sorted(set(names)))
 
 
-def parse(raw: Mapping[str, str], *, environment: str, region: str) -> PlatformConfig:
-    """Validate raw stack config into a PlatformConfig, or raise ConfigError naming the key."""
-    r = _Reader(raw)
-    if not re.fullmatch(r"[a-z][a-z0-9-]{1,15}", environment):
-        raise ConfigError(f"stack name {environment!r} must be a short lower-case word")
+def _check_stack(environment: str, region: str) -> None:
+    if not re.fullmatch(r"[a-z][a-z0-9]{1,15}", environment):
+        raise ConfigError(f"environment {environment!r} must be a short lower-case word")
     if not re.fullmatch(r"[a-z]{2}(-gov)?-[a-z]+-\d", region):
         raise ConfigError(f"aws:region {region!r} is not an AWS region")
 
+
+def _ci(r: _Reader) -> CiConfig:
+    repo = r.string("githubRepository")
+    if not _REPO.match(repo):
+        raise ConfigError(f"{PROJECT}:githubRepository must be owner/name, got {repo!r}")
+    return CiConfig(github_repository=repo, github_branch=r.string("githubBranch", "main"))
+
+
+_BUCKET = re.compile(r"(?!xn--)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
+
+
+def _bucket(key: str, value: str) -> str:
+    if not _BUCKET.fullmatch(value) or ".." in value:
+        raise ConfigError(f"{PROJECT}:{key}: {value!r} is not a valid S3 bucket name")
+    return value
+
+
+def parse_account(raw: Mapping[str, str], *, region: str) -> AccountConfig:
+    r = _Reader(raw, Layer.ACCOUNT)
+    _check_stack("account", region)
+    envs = r.strings("deliveryEnvironments", ())
+    for env in envs:
+        _check_stack(env, region)
+    repository = r.string("imageRepository", "image-service")
+    if not re.fullmatch(
+        r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*", repository
+    ):
+        raise ConfigError(f"{PROJECT}:imageRepository {repository!r} is not an ECR repository name")
+    return AccountConfig(
+        region=region,
+        ci=_ci(r),
+        github_owner_id=r.integer("githubOwnerId", 0, 0, 10**12),
+        github_repository_id=r.integer("githubRepositoryId", 0, 0, 10**12),
+        delivery_environments=envs,
+        deliver_session_seconds=r.integer(
+            "deliverSessionSeconds", MAX_ROLE_SESSION_SECONDS, 3600, MAX_ROLE_SESSION_SECONDS
+        ),
+        image_repository=repository,
+        state_bucket=_bucket("stateBucket", r.string("stateBucket")),
+        ledger_buckets=tuple(_bucket("ledgerBuckets", b) for b in r.strings("ledgerBuckets", ())),
+        service_linked_roles=r.strings("serviceLinkedRoles", ()),
+    )
+
+
+def parse_environment(
+    raw: Mapping[str, str], *, environment: str, region: str
+) -> EnvironmentConfig:
+    r = _Reader(raw, Layer.ENVIRONMENT)
+    _check_stack(environment, region)
     nat_text = r.string("natStrategy", "single")
     if nat_text not in ("single", "onePerAz"):
         raise ConfigError(f"{PROJECT}:natStrategy must be single or onePerAz, got {nat_text!r}")
@@ -289,12 +412,10 @@ def parse(raw: Mapping[str, str], *, environment: str, region: str) -> PlatformC
             f"{PROJECT}:kubernetesVersion {version!r} is not in standard support "
             f"({', '.join(SUPPORTED_KUBERNETES)})"
         )
-    public = r.boolean("endpointPublicAccess", False)
-    cidrs = _cidrs("endpointPublicCidrs", r.strings("endpointPublicCidrs", ()), allow_world=False)
-    if public and environment == "prod":
-        raise ConfigError(f"{PROJECT}:endpointPublicAccess must be false in prod")
-    if public and not cidrs:
-        raise ConfigError(f"{PROJECT}:endpointPublicCidrs is required when the endpoint is public")
+    admins = r.strings("clusterAdminRoleArns", ())
+    for arn in admins:
+        if not _ROLE_ARN.fullmatch(arn):
+            raise ConfigError(f"{PROJECT}:clusterAdminRoleArns: {arn!r} is not an IAM role ARN")
     min_nodes = r.integer("nodeMinSize", 2, 1, 100)
     desired = r.integer("nodeDesiredSize", min_nodes, 1, 100)
     max_nodes = r.integer("nodeMaxSize", max(desired, 3), 1, 100)
@@ -302,20 +423,31 @@ def parse(raw: Mapping[str, str], *, environment: str, region: str) -> PlatformC
         raise ConfigError(f"{PROJECT}: need nodeMinSize <= nodeDesiredSize <= nodeMaxSize")
     cluster = ClusterConfig(
         kubernetes_version=version,
-        public_endpoint=public,
-        public_cidrs=cidrs if public else (),
+        admin_role_arns=admins,
+        runner_instance_type=r.string("runnerInstanceType", "t3.small"),
         instance_types=r.strings("nodeInstanceTypes", ("m6i.large",)),
         min_nodes=min_nodes,
         desired_nodes=desired,
         max_nodes=max_nodes,
         node_volume_gib=r.integer("nodeVolumeGiB", 50, 20, 2000),
     )
-
     storage = StorageConfig(
         renditions_expire_days=r.integer("renditionsExpireDays", 30, 1, 3650),
         noncurrent_expire_days=r.integer("noncurrentExpireDays", 30, 1, 3650),
         access_logs_expire_days=r.integer("accessLogsExpireDays", 90, 1, 3650),
     )
+    tenants = r.strings("imageTenants")
+    for tid in tenants:
+        if not tenants_contract.is_tenant_id(tid):
+            raise ConfigError(f"{PROJECT}:imageTenants: {tid!r} must match [a-z0-9-]{{1,63}}")
+    if not tenants or len(tenants) > MAX_TENANTS:
+        raise ConfigError(f"{PROJECT}:imageTenants: 1 to {MAX_TENANTS} tenants")
+    return EnvironmentConfig(environment, region, network, cluster, storage, tenants)
+
+
+def parse_platform(raw: Mapping[str, str], *, environment: str, region: str) -> PlatformConfig:
+    r = _Reader(raw, Layer.PLATFORM)
+    _check_stack(environment, region)
     observability = ObservabilityConfig(
         prometheus_retention_hours=r.integer(
             "prometheusRetentionHours", 24, MIN_PROMETHEUS_RETENTION_HOURS, 24 * 30
@@ -324,13 +456,31 @@ def parse(raw: Mapping[str, str], *, environment: str, region: str) -> PlatformC
         prometheus_replicas=r.integer("prometheusReplicas", 1, 1, 5),
         thanos_retention_days=r.integer("thanosRetentionDays", 30, MIN_THANOS_RETENTION_DAYS, 3650),
         grafana_host=_host("grafanaHost", r.string("grafanaHost")),
+        alert_email=_email("alertEmail", r.string("alertEmail")),
+    )
+    return PlatformConfig(
+        environment=environment,
+        region=region,
+        observability=observability,
+        service_host=_host("serviceHost", r.string("serviceHost")),
+        acme_email=_email("acmeEmail", r.string("acmeEmail")),
+        ci=_ci(r),
     )
 
+
+def _email(key: str, value: str) -> str:
+    if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[a-z]{2,63}", value):
+        raise ConfigError(f"{PROJECT}:{key} must be an e-mail address, got {value!r}")
+    return value
+
+
+def parse_service(raw: Mapping[str, str], *, environment: str, region: str) -> ServiceLayerConfig:
+    r = _Reader(raw, Layer.SERVICE)
+    _check_stack(environment, region)
     stable_replicas = r.integer("stableReplicas", 2, 1, 100)
     tenants_toml = r.string("tenants")
     tenant_ids, signing_names = parse_tenants(tenants_toml)
     service = ServiceConfig(
-        host=_host("serviceHost", r.string("serviceHost")),
         stable_version=_image_ref("stableVersion", r.string("stableVersion"), optional=False),
         canary_version=_image_ref("canaryVersion", r.string("canaryVersion", ""), optional=True),
         canary_weight=r.integer("canaryWeight", 0, 0, MAX_CANARY_WEIGHT),
@@ -343,21 +493,4 @@ def parse(raw: Mapping[str, str], *, environment: str, region: str) -> PlatformC
         tenant_ids=tenant_ids,
         signing_secret_names=signing_names,
     )
-    repo = r.string("githubRepository")
-    if not _REPO.match(repo):
-        raise ConfigError(f"{PROJECT}:githubRepository must be owner/name, got {repo!r}")
-    ci = CiConfig(github_repository=repo, github_branch=r.string("githubBranch", "main"))
-    email = r.string("acmeEmail")
-    if "@" not in email:
-        raise ConfigError(f"{PROJECT}:acmeEmail must be an e-mail address, got {email!r}")
-    return PlatformConfig(
-        environment=environment,
-        region=region,
-        network=network,
-        cluster=cluster,
-        storage=storage,
-        observability=observability,
-        service=service,
-        ci=ci,
-        acme_email=email,
-    )
+    return ServiceLayerConfig(environment, region, service)

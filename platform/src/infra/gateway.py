@@ -170,7 +170,7 @@ class Gateway(pulumi.ComponentResource):
         *,
         hosts: Sequence[Listener],
         acme_email: str,
-        vpc_cidr: str,
+        vpc_cidr: pulumi.Input[str],
         provider: pulumi.ProviderResource,
         depends_on: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
@@ -178,11 +178,8 @@ class Gateway(pulumi.ComponentResource):
         super().__init__("image-platform:gateway:Gateway", name, None, opts)
 
         def k8s(manifest: Manifest, deps: Sequence[pulumi.Resource]) -> pulumi.Resource:
-            resource_name = f"{name}-{manifest['kind'].lower()}-{manifest['metadata']['name']}"
-            return k8s_objects.create(
-                resource_name,
-                manifest,
-                pulumi.ResourceOptions(parent=self, provider=provider, depends_on=list(deps)),
+            return k8s_objects.register(
+                name, manifest, parent=self, provider=provider, depends_on=deps
             )
 
         gw_ns = k8s(k8s_objects.namespace(NAMESPACE, restricted=False), depends_on)

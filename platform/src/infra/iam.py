@@ -55,9 +55,11 @@ def service_trust(service: str) -> Document:
     )
 
 
-def github_trust(provider_arn: str, repository: str, branch: str) -> Document:
-    """Only workflow runs of this repository on this branch may assume the deploy role."""
+def github_trust(provider_arn: str, subjects: Sequence[str]) -> Document:
+    """Only workflow jobs presenting one of these OIDC subjects may assume the role."""
     host = "token.actions.githubusercontent.com"
+    if not subjects:
+        raise ValueError("a GitHub role needs at least one subject")
     return document(
         [
             {
@@ -67,7 +69,7 @@ def github_trust(provider_arn: str, repository: str, branch: str) -> Document:
                 "Condition": {
                     "StringEquals": {
                         f"{host}:aud": "sts.amazonaws.com",
-                        f"{host}:sub": f"repo:{repository}:ref:refs/heads/{branch}",
+                        f"{host}:sub": list(subjects),
                     }
                 },
             }
@@ -105,23 +107,44 @@ def object_access(bucket_arn: str, prefixes: Sequence[str], kms_key_arn: str) ->
     )
 
 
-def bucket_access(bucket_arn: str, kms_key_arn: str) -> Document:
-    """Full object access to one bucket (Thanos owns its whole bucket), with only its key."""
+READ = ("s3:GetObject",)
+UPLOAD = ("s3:GetObject", "s3:PutObject")
+COMPACT = ("s3:GetObject", "s3:PutObject", "s3:DeleteObject")
+
+
+def bucket_access(bucket_arn: str, kms_key_arn: str, actions: Sequence[str] = READ) -> Document:
+    """Object access to one whole bucket (Thanos owns its bucket), with only its key. Writers
+    get the key's data-key action, readers only Decrypt."""
+    writes = any(a != "s3:GetObject" for a in actions)
     return document(
         [
             {
                 "Sid": "Objects",
                 "Effect": "Allow",
-                "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                "Action": list(actions),
                 "Resource": f"{bucket_arn}/*",
             },
             {"Sid": "List", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": bucket_arn},
             {
                 "Sid": "BucketKey",
                 "Effect": "Allow",
-                "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+                "Action": ["kms:Decrypt", "kms:GenerateDataKey"] if writes else ["kms:Decrypt"],
                 "Resource": kms_key_arn,
             },
+        ]
+    )
+
+
+def publish(topic_arns: Sequence[str]) -> Document:
+    """Publish to these SNS topics (Alertmanager's receivers)."""
+    return document(
+        [
+            {
+                "Sid": "Publish",
+                "Effect": "Allow",
+                "Action": "sns:Publish",
+                "Resource": list(topic_arns),
+            }
         ]
     )
 
@@ -175,47 +198,170 @@ def log_delivery_grants(bucket_arn: str, account_id: str) -> list[Document]:
     ]
 
 
-def deploy_policy(
+def state_access(state_bucket: str, stack_prefix: str, secrets_key_arn: str) -> list[Document]:
+    """A self-managed backend in S3: read every stack (stack references), write only the stacks
+    whose names start with `stack_prefix`, and use the secrets provider's key."""
+    bucket = f"arn:aws:s3:::{state_bucket}"
+    kinds = ("stacks", "locks", "history", "backups")
+    return [
+        {"Sid": "StateList", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": bucket},
+        {
+            "Sid": "StateRead",
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": f"{bucket}/*",
+        },
+        {
+            "Sid": "StateWrite",
+            "Effect": "Allow",
+            "Action": ["s3:PutObject", "s3:DeleteObject"],
+            "Resource": [f"{bucket}/.pulumi/{k}/*/{stack_prefix}*" for k in kinds],
+        },
+        {
+            "Sid": "SecretsProvider",
+            "Effect": "Allow",
+            "Action": ["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"],
+            "Resource": secrets_key_arn,
+        },
+    ]
+
+
+def build_policy(repository_arn: str) -> Document:
+    """Push one repository's images (the build job)."""
+    return document(
+        [
+            {
+                "Sid": "PushImage",
+                "Effect": "Allow",
+                "Action": [
+                    "ecr:BatchCheckLayerAvailability",
+                    "ecr:InitiateLayerUpload",
+                    "ecr:UploadLayerPart",
+                    "ecr:CompleteLayerUpload",
+                    "ecr:PutImage",
+                    "ecr:BatchGetImage",
+                    "ecr:DescribeImages",
+                ],
+                "Resource": repository_arn,
+            },
+            {
+                "Sid": "RegistryLogin",
+                "Effect": "Allow",
+                "Action": "ecr:GetAuthorizationToken",
+                "Resource": "*",
+            },
+        ]
+    )
+
+
+def preview_policy(state_bucket: str, secrets_key_arn: str) -> Document:
+    """Pull-request previews: ReadOnlyAccess is attached; this adds the state and its key."""
+    bucket = f"arn:aws:s3:::{state_bucket}"
+    return document(
+        [
+            {"Sid": "StateList", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": bucket},
+            {
+                "Sid": "StateRead",
+                "Effect": "Allow",
+                "Action": "s3:GetObject",
+                "Resource": f"{bucket}/*",
+            },
+            {
+                "Sid": "SecretsProvider",
+                "Effect": "Allow",
+                "Action": "kms:Decrypt",
+                "Resource": secrets_key_arn,
+            },
+        ]
+    )
+
+
+def deliver_policy(
     *,
     account_id: str,
     region: str,
-    bucket_arn_patterns: Sequence[str],
+    environment: str,
+    state_bucket: str,
+    ledger_bucket: str,
+    secrets_key_arn: str,
     repository_arn: str,
-    project: str,
 ) -> Document:
-    """What `pulumi up` of this program and an image push need.
+    """What `pulumi up` of one environment's environment, platform and service stacks needs,
+    plus its delivery ledger.
 
-    Creating a VPC, an EKS cluster and their parts needs the ec2/eks/autoscaling/elb/kms/logs APIs;
-    those are limited to this region. IAM is limited to the project's role path and OIDC
-    providers; S3 to the project's buckets; ECR pushes to the one repository.
+    Creating a VPC, an EKS cluster and their parts needs EC2 verbs on `*` (EC2 create calls
+    have no ARN before they run; ADR 078 accepts this, limited to the region). EKS, KMS, IAM
+    and S3 are limited to the environment's own names; ECR to reading the one repository.
     """
+    name = f"image-platform-{environment}"
     regional = {"StringEquals": {"aws:RequestedRegion": region}}
+    eks_scope = [
+        f"arn:aws:eks:{region}:{account_id}:{kind}/{name}*"
+        for kind in ("cluster", "nodegroup", "addon", "access-entry", "podidentityassociation")
+    ]
     iam_scope = [
         f"arn:aws:iam::{account_id}:role{ROLE_PATH}*",
         f"arn:aws:iam::{account_id}:policy{ROLE_PATH}*",
         f"arn:aws:iam::{account_id}:instance-profile{ROLE_PATH}*",
-        f"arn:aws:iam::{account_id}:oidc-provider/*",
+        f"arn:aws:iam::{account_id}:oidc-provider/oidc.eks.{region}.amazonaws.com/*",
     ]
     return document(
         [
             {
-                "Sid": "RegionalInfrastructure",
+                "Sid": "Network",
                 "Effect": "Allow",
                 "Action": [
-                    "ec2:*",
-                    "eks:*",
-                    "autoscaling:*",
-                    "elasticloadbalancing:*",
-                    "kms:*",
-                    "logs:*",
-                    "ecr:*",
-                    "ssm:GetParameter",
-                    "s3:GetAccountPublicAccessBlock",
-                    "s3:PutAccountPublicAccessBlock",
-                    "s3:ListAllMyBuckets",
-                ],
+                    f"ec2:{verb}*"
+                    for verb in (
+                        "Describe",
+                        "Get",
+                        "Create",
+                        "Delete",
+                        "Modify",
+                        "Associate",
+                        "Disassociate",
+                        "Attach",
+                        "Detach",
+                        "Authorize",
+                        "Revoke",
+                        "Allocate",
+                        "Release",
+                        "Replace",
+                    )
+                ]
+                + ["ec2:RunInstances", "ec2:TerminateInstances"],
                 "Resource": "*",
                 "Condition": regional,
+            },
+            {
+                "Sid": "ClusterDiscovery",
+                "Effect": "Allow",
+                "Action": ["eks:ListClusters", "eks:DescribeAddonVersions", "kms:CreateKey"],
+                "Resource": "*",
+                "Condition": regional,
+            },
+            {"Sid": "Cluster", "Effect": "Allow", "Action": "eks:*", "Resource": eks_scope},
+            {
+                "Sid": "ProjectKeys",
+                "Effect": "Allow",
+                "Action": [
+                    "kms:DescribeKey",
+                    "kms:GetKeyPolicy",
+                    "kms:PutKeyPolicy",
+                    "kms:GetKeyRotationStatus",
+                    "kms:EnableKeyRotation",
+                    "kms:ListResourceTags",
+                    "kms:TagResource",
+                    "kms:UntagResource",
+                    "kms:ScheduleKeyDeletion",
+                    "kms:CreateGrant",
+                    "kms:Encrypt",
+                    "kms:Decrypt",
+                    "kms:GenerateDataKey*",
+                ],
+                "Resource": f"arn:aws:kms:{region}:{account_id}:key/*",
+                # Keys carry the provider's default tags (stack files: aws:defaultTags).
+                "Condition": {"StringEquals": {"aws:ResourceTag/environment": environment}},
             },
             {
                 "Sid": "ProjectIam",
@@ -235,47 +381,42 @@ def deploy_policy(
                     "iam:AttachRolePolicy",
                     "iam:DetachRolePolicy",
                     "iam:ListInstanceProfilesForRole",
+                    "iam:CreateInstanceProfile",
+                    "iam:DeleteInstanceProfile",
+                    "iam:GetInstanceProfile",
+                    "iam:AddRoleToInstanceProfile",
+                    "iam:RemoveRoleFromInstanceProfile",
                     "iam:PassRole",
                     "iam:CreateOpenIDConnectProvider",
                     "iam:DeleteOpenIDConnectProvider",
                     "iam:GetOpenIDConnectProvider",
                     "iam:TagOpenIDConnectProvider",
-                    "iam:UpdateOpenIDConnectProviderThumbprint",
-                    "iam:CreateServiceLinkedRole",
                 ],
                 "Resource": iam_scope,
             },
             {
-                "Sid": "ServiceLinkedRoles",
+                "Sid": "AmiLookup",
                 "Effect": "Allow",
-                "Action": "iam:CreateServiceLinkedRole",
-                "Resource": f"arn:aws:iam::{account_id}:role/aws-service-role/*",
+                "Action": "ssm:GetParameter",
+                "Resource": f"arn:aws:ssm:{region}::parameter/aws/service/*",
             },
             {
-                "Sid": "ProjectBuckets",
+                "Sid": "EnvironmentBuckets",
                 "Effect": "Allow",
-                # Covers CreateBucket: autonamed buckets all start with the project prefix.
                 "Action": "s3:*",
-                "Resource": [a for arn in bucket_arn_patterns for a in (arn, f"{arn}/*")],
+                "Resource": [f"arn:aws:s3:::{name}-*", f"arn:aws:s3:::{name}-*/*"],
             },
             {
-                "Sid": "PushImage",
+                "Sid": "Ledger",
                 "Effect": "Allow",
-                "Action": [
-                    "ecr:BatchCheckLayerAvailability",
-                    "ecr:InitiateLayerUpload",
-                    "ecr:UploadLayerPart",
-                    "ecr:CompleteLayerUpload",
-                    "ecr:PutImage",
-                    "ecr:BatchGetImage",
-                ],
+                "Action": ["s3:GetObject", "s3:PutObject", "s3:ListBucket"],
+                "Resource": [f"arn:aws:s3:::{ledger_bucket}", f"arn:aws:s3:::{ledger_bucket}/*"],
+            },
+            {
+                "Sid": "ImageExists",
+                "Effect": "Allow",
+                "Action": ["ecr:DescribeImages", "ecr:BatchGetImage"],
                 "Resource": repository_arn,
-            },
-            {
-                "Sid": "RegistryLogin",
-                "Effect": "Allow",
-                "Action": "ecr:GetAuthorizationToken",
-                "Resource": "*",
             },
             {
                 "Sid": "WhoAmI",
@@ -283,20 +424,25 @@ def deploy_policy(
                 "Action": "sts:GetCallerIdentity",
                 "Resource": "*",
             },
-            {
-                "Sid": "ProjectTagged",
-                "Effect": "Allow",
-                "Action": "tag:GetResources",
-                "Resource": "*",
-                "Condition": {"StringEquals": {"aws:ResourceTag/project": project}},
-            },
+            *state_access(state_bucket, f"{environment}-", secrets_key_arn),
         ]
     )
 
 
+# Condition keys that narrow *which resources* a statement reaches. A region or an account
+# condition does not: `eks:*` on `*` in one region still administers every cluster there.
+_RESOURCE_NARROWING = ("aws:resourcetag/", "aws:requesttag/", "iam:awsservicename")
+
+
+def _narrows_resources(statement: Document) -> bool:
+    keys = [k.lower() for op in statement.get("Condition", {}).values() for k in op]
+    return any(k.startswith(_RESOURCE_NARROWING) for k in keys)
+
+
 def wildcard_admin_statements(doc: Document) -> list[Document]:
-    """Allow statements granting `*` (or `service:*` on everything with no condition) — the
-    "no * actions on * resources" rule. Pure, so the policy test and its negative case share it."""
+    """Allow statements granting `*` or `service:*` on every resource, unless a condition narrows
+    the resources (tags, service names). Pure, so the policy test and its negative case share
+    it."""
     bad: list[Document] = []
     for statement in doc.get("Statement", []):
         if statement.get("Effect") != "Allow":
@@ -306,15 +452,34 @@ def wildcard_admin_statements(doc: Document) -> list[Document]:
         resources = statement.get("Resource", [])
         resources = [resources] if isinstance(resources, str) else resources
         everything = "*" in resources
-        service_wide = any(a.endswith(":*") for a in actions) and "Condition" not in statement
-        if everything and ("*" in actions or service_wide):
+        service_wide = any(a == "*" or a.endswith(":*") for a in actions)
+        if everything and service_wide and not _narrows_resources(statement):
             bad.append(statement)
     return bad
 
 
+def account_key_policy(account_id: str) -> Document:
+    """The account administers the key; IAM policies (the CI roles') grant its use."""
+    return document(
+        [
+            {
+                "Sid": "AccountAdministers",
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"},
+                "Action": "kms:*",
+                "Resource": "*",
+            }
+        ]
+    )
+
+
 def cluster_key_policy(account_id: str) -> Document:
     """The account administers the key; the Auto Scaling service-linked role may use it, which
-    node groups need to launch instances whose root volumes are encrypted with this key."""
+    node groups need to launch instances whose root volumes are encrypted with this key.
+
+    KMS rejects a policy naming a principal that does not exist, and that role appears only
+    with an account's first Auto Scaling group: the account layer creates it (config
+    `serviceLinkedRoles`) before any environment stack names it here (ADR 072)."""
     asg_role = (
         f"arn:aws:iam::{account_id}:role/aws-service-role/autoscaling.amazonaws.com/"
         "AWSServiceRoleForAutoScaling"
@@ -375,5 +540,19 @@ def ebs_csi_kms(key_arn: str) -> Document:
                 "Resource": key_arn,
                 "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
             },
+        ]
+    )
+
+
+def read_parameter(account_id: str, region: str, name: str) -> Document:
+    """Read one SSM parameter (SecureString under the AWS-managed key)."""
+    return document(
+        [
+            {
+                "Sid": "ReadParameter",
+                "Effect": "Allow",
+                "Action": "ssm:GetParameter",
+                "Resource": f"arn:aws:ssm:{region}:{account_id}:parameter{name}",
+            }
         ]
     )

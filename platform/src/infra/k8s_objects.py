@@ -6,6 +6,7 @@ them here; this is the one place that maps a kind to its typed Pulumi resource.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pulumi
@@ -58,6 +59,27 @@ def allow_same_namespace(namespace_name: str, from_namespaces: tuple[str, ...] =
     }
 
 
+def resource_name(owner: str, manifest: Manifest) -> str:
+    """The one formula for a manifest's Pulumi name: changing it makes Pulumi replace objects."""
+    return f"{owner}-{manifest['kind'].lower()}-{manifest['metadata']['name']}"
+
+
+def register(
+    owner: str,
+    manifest: Manifest,
+    *,
+    parent: pulumi.Resource,
+    provider: pulumi.ProviderResource,
+    depends_on: Sequence[pulumi.Resource] = (),
+) -> pulumi.CustomResource:
+    """Register a manifest owned by the component `owner`, through the cluster's provider."""
+    return create(
+        resource_name(owner, manifest),
+        manifest,
+        pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=list(depends_on)),
+    )
+
+
 def create(name: str, manifest: Manifest, opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
     """Register one manifest as its typed resource (CRDs as CustomResource)."""
     kind = manifest["kind"]
@@ -102,7 +124,7 @@ def create(name: str, manifest: Manifest, opts: pulumi.ResourceOptions) -> pulum
     raise ValueError(f"no typed resource mapped for kind {kind!r} ({manifest['apiVersion']})")
 
 
-def allow_from_cidr(namespace_name: str, cidr: str, name: str) -> Manifest:
+def allow_from_cidr(namespace_name: str, cidr: pulumi.Input[str], name: str) -> Manifest:
     """Admit the EKS control plane (its ENIs live in the VPC) to reach admission webhooks."""
     return {
         "apiVersion": "networking.k8s.io/v1",

@@ -54,6 +54,9 @@ class Network(pulumi.ComponentResource):
                     tags={"kubernetes.io/role/internal-elb": "1", **cluster_tag},
                 ),
             ],
+            # awsx's default (Legacy) passes endpoint specs through as given: a gateway endpoint
+            # without route tables, which routes nothing. Auto fills in the VPC's route tables.
+            vpc_endpoint_strategy=awsx.ec2.VpcEndpointStrategy.AUTO,
             vpc_endpoint_specs=[
                 # Gateway endpoint: S3 traffic from nodes stays off the NAT (cost and exposure).
                 awsx.ec2.VpcEndpointSpecArgs(

@@ -56,6 +56,8 @@ class Registry(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         self.repository = aws.ecr.Repository(
             name,
+            # The exact name the build job pushes to (`<registry>/<name>:<sha>`): never autonamed.
+            name=name,
             image_tag_mutability="IMMUTABLE",
             image_scanning_configuration={"scan_on_push": True},
             encryption_configurations=[{"encryption_type": "KMS", "kms_key": kms_key_arn}],

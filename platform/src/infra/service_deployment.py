@@ -47,7 +47,7 @@ class ServiceSpec:
     stable_replicas: int
     stable_max_replicas: int
     canary_replicas: int
-    hostname: str
+    hostname: pulumi.Input[str]
     gateway: GatewayRef
     prometheus_namespace: str
     role_arn: pulumi.Input[str] | None = None
@@ -108,7 +108,10 @@ def _track_version(spec: ServiceSpec, track: str) -> str:
 def _replicas(spec: ServiceSpec, track: str) -> int | None:
     if track == "stable":
         return None  # owned by the HPA; setting it here would fight the autoscaler
-    return spec.canary_replicas if spec.canary_active else 0
+    # Canary and baseline run while a canary version is set, weight 0 included: the first step
+    # starts them with no traffic (Pulumi waits for their rollout), and only the next `up`
+    # shifts weight to pods that are already Ready. Likewise on the way out (ADR 077).
+    return spec.canary_replicas if spec.canary_version else 0
 
 
 def _container(spec: ServiceSpec, track: str) -> dict[str, Any]:
@@ -418,14 +421,13 @@ class ServiceDeployment(pulumi.ComponentResource):
         namespace_resource: pulumi.Resource | None = None
         for manifest in manifests(spec):
             deps = [*depends_on] + ([namespace_resource] if namespace_resource else [])
-            resource_name = f"{name}-{manifest['kind'].lower()}-{manifest['metadata']['name']}"
-            resource = k8s_objects.create(
-                resource_name,
-                manifest,
-                pulumi.ResourceOptions(parent=self, provider=provider, depends_on=deps),
+            resource = k8s_objects.register(
+                name, manifest, parent=self, provider=provider, depends_on=deps
             )
             if manifest["kind"] == "Namespace":
                 namespace_resource = resource
             created.append(resource)
         self.resources = created
-        self.register_outputs({"namespace": spec.namespace, "url": f"https://{spec.hostname}"})
+        self.register_outputs(
+            {"namespace": spec.namespace, "url": pulumi.Output.concat("https://", spec.hostname)}
+        )

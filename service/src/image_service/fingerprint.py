@@ -13,12 +13,16 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-# The modules whose code decides the output bytes for given options.
+# The modules whose code decides the output bytes for a URL: parsing and negotiation, the
+# handler that calls render (it chooses what render is asked), render itself and its limits.
 RENDER_MODULES = (
-    "image_service.transform",
+    "image_service.app",
+    "image_service.config",
     "image_service.formats",
     "image_service.geometry",
+    "image_service.negotiate",
     "image_service.options",
+    "image_service.transform",
 )
 
 

@@ -10,8 +10,9 @@ import re
 import struct
 import zlib
 
+# Output formats are part of the rendition URL contract.
+
 INPUT_FORMATS = frozenset({"jpeg", "png", "webp", "gif", "avif"})
-OUTPUT_FORMATS = ("jpeg", "png", "webp", "avif", "gif")
 ANIMATED_OUTPUTS = frozenset({"gif", "webp"})
 ALPHA_OUTPUTS = frozenset({"png", "webp", "avif", "gif"})
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from image_service.options import FITS, FORMATS, GRAVITIES
+from image_contracts.renditions import FITS, GRAVITIES
+
+from image_service.options import FORMATS
 
 
 def _error(description: str) -> dict[str, Any]:

@@ -11,25 +11,19 @@ from dataclasses import dataclass
 from decimal import Decimal
 from urllib.parse import unquote_plus
 
+from image_contracts.renditions import (
+    FITS,
+    FORMAT_CHOICES,
+    GRAVITIES,
+    PARAM_ORDER,
+    SIGNATURE_PARAM,
+)
+
 from image_service.errors import DomainError
 
-FITS = ("inside", "cover", "contain", "fill", "outside")
-GRAVITIES = (
-    "center",
-    "north",
-    "northeast",
-    "east",
-    "southeast",
-    "south",
-    "southwest",
-    "west",
-    "northwest",
-    "attention",
-    "entropy",
-)
-FORMATS = ("jpeg", "png", "webp", "avif", "gif", "auto")
-ORDER = ("w", "h", "fit", "gravity", "format", "q", "dpr")
-SIGNATURE_PARAM = "sig"
+# The URL vocabulary is a contract with every client that builds rendition URLs.
+FORMATS = FORMAT_CHOICES
+ORDER = PARAM_ORDER
 _SIZE = re.compile(r"[1-9][0-9]*")
 _SIZE_DIGITS = 9  # more digits than this is over any limit; int() is never asked
 _QUALITY = re.compile(r"[1-9][0-9]{0,2}")

@@ -52,8 +52,10 @@ class Service:
     def __post_init__(self) -> None:
         if not self.encoder_version:
             # What decides the bytes: the render code itself, and the libvips it calls.
+            # Settings that change bytes without changing code count too (AVIF effort).
             fingerprint = code_fingerprint(self.render)
-            self.encoder_version = f"{fingerprint}-vips{transform.vips_version()}"
+            effort = self.settings.limits.avif_effort
+            self.encoder_version = f"{fingerprint}-e{effort}-vips{transform.vips_version()}"
         shares = {tid: tenant.share for tid, tenant in self.tenants.items()}
         self.pool.shares = shares
         self.uploads.shares = shares

@@ -6,20 +6,16 @@ Signature: URL-safe base64 of the HMAC, without padding, passed as `sig=`.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
+
+from image_contracts.renditions import signature
 
 from image_service.options import RenditionOptions, canonical_query
 
 
-def signed_message(tenant: str, image_id: str, options: RenditionOptions) -> bytes:
-    return f"/v1/{tenant}/images/{image_id}?{canonical_query(options)}".encode()
-
-
 def sign(secret: bytes, tenant: str, image_id: str, options: RenditionOptions) -> str:
-    mac = hmac.new(secret, signed_message(tenant, image_id, options), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+    # The rule itself is the contract's, shared with every client that signs URLs.
+    return signature(secret, tenant, image_id, canonical_query(options))
 
 
 def verify(

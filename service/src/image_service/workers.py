@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from image_service.errors import DomainError
-from image_service.fairshare import Load, admit, next_tenant
+from image_service.fairshare import Load, admit, next_tenant, running_cap
 
 T = TypeVar("T")
 
@@ -50,8 +50,10 @@ class WorkerPool:
         on_change: Callable[[int], None] | None = None,
         on_start: Callable[[str, float], None] | None = None,
         shares: Mapping[str, float] | None = None,
+        active_seconds: float = 2.0,
     ) -> None:
         self.workers = workers
+        self.active_seconds = active_seconds  # how long a tenant counts as active after a job
         self.queue_size = queue_size
         self.capacity = workers + queue_size
         self.shares: Mapping[str, float] = shares or {}
@@ -59,6 +61,8 @@ class WorkerPool:
         self._queues: dict[str, deque[_Job]] = {}
         self._running: dict[str, int] = {}
         self._numbers = itertools.count()
+        self._last_seen: dict[str, float] = {}
+        self._recheck: asyncio.TimerHandle | None = None
         self._on_change = on_change or (lambda depth: None)
         self._on_start = on_start or (lambda tenant, seconds: None)
 
@@ -72,6 +76,7 @@ class WorkerPool:
 
     async def run(self, tenant: str, fn: Callable[..., T], *args: object) -> T:
         """Run fn in a worker on the tenant's behalf, or refuse at once (DomainError, retry 1 s)."""
+        self._last_seen[tenant] = time.monotonic()
         decision = admit(self.capacity, tenant, self.loads(), self.shares)
         if not decision.admitted:
             raise _refusal(decision.code, tenant, decision.limit)
@@ -95,12 +100,26 @@ class WorkerPool:
         if not self._running.get(tenant):
             self._running.pop(tenant, None)
 
+    def _recent(self) -> list[str]:
+        horizon = time.monotonic() - self.active_seconds
+        for tenant in [t for t, seen in self._last_seen.items() if seen < horizon]:
+            if not self._running.get(tenant) and not self._queues.get(tenant):
+                del self._last_seen[tenant]
+        return [*self._last_seen, *self._running, *self._queues]
+
+    def _caps(self) -> dict[str, int]:
+        recent = self._recent()
+        return {t: running_cap(self.workers, t, recent, self.shares) for t in self._queues}
+
     def _dispatch(self) -> None:
         loop = asyncio.get_running_loop()
         while sum(self._running.values()) < self.workers:
             waiting = {t: q[0].number for t, q in self._queues.items() if q}
-            tenant = next_tenant(waiting, self.loads(), self.shares)
+            tenant = next_tenant(waiting, self.loads(), self.shares, self._caps())
             if tenant is None:
+                if waiting and self._recheck is None:
+                    # Capped: look again once the other tenant may have gone quiet.
+                    self._recheck = loop.call_later(self.active_seconds, self._rechecked)
                 break
             job = self._queues[tenant].popleft()
             self._tidy(tenant)
@@ -115,6 +134,10 @@ class WorkerPool:
             # cancelled request does not free a worker that is still busy.
             future.add_done_callback(done)
         self._on_change(self.queue_depth)
+
+    def _rechecked(self) -> None:
+        self._recheck = None
+        self._dispatch()
 
     def _finish(self, job: _Job, future: Future[Any]) -> None:
         self._running[job.tenant] -= 1

@@ -12,20 +12,23 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
+import pulumi_aws as aws
 import yaml
 from image_contracts.stacks import PROJECT
 
 from infra import charts, helm, iam, k8s_objects
-from infra.cluster import Cluster, irsa_role
+from infra.cluster import ClusterAccess, irsa_role
 from infra.config import ObservabilityConfig
 from infra.k8s_objects import Manifest
+from infra.observability import alerting as alerting_values
 from infra.observability import dashboards, grafana_model, rules
 
 NAMESPACE = "monitoring"
 OBJSTORE_SECRET = "thanos-objstore"  # noqa: S105 - a Secret name, not a secret
 OBJSTORE_KEY = "objstore.yml"
 PROMETHEUS_SA = "prometheus"
-THANOS_SAS = ("thanos-storegateway", "thanos-compactor")
+ALERTMANAGER_SA = "alertmanager"
+STORE_SA, COMPACTOR_SA = "thanos-storegateway", "thanos-compactor"
 KPS_NAME = "kps"  # fullnameOverride: the sidecar discovery service is kps-thanos-discovery
 THANOS_QUERY_URL = f"http://thanos-query.{NAMESPACE}.svc:9090"
 REPLICA_LABEL = "prometheus_replica"
@@ -38,7 +41,7 @@ class MonitoringInputs:
     environment: str
     region: str
     storage_class: str
-    vpc_cidr: str
+    vpc_cidr: pulumi.Input[str]
     runbook_base_url: str
     grafana_host: str
     gateway_name: str
@@ -75,15 +78,26 @@ def _pvc(storage_class: str, gib: int) -> dict[str, Any]:
 
 
 def prometheus_values(
-    cfg: ObservabilityConfig, inp: MonitoringInputs, role_arn: pulumi.Input[str]
+    cfg: ObservabilityConfig,
+    inp: MonitoringInputs,
+    role_arn: pulumi.Input[str],
+    alerting: pulumi.Input[dict[str, Any]] | None = None,
+    alertmanager_role_arn: pulumi.Input[str] = "",
 ) -> dict[str, Any]:
     return {
+        **alerting_values.control_plane_off(),
         "fullnameOverride": KPS_NAME,
         "grafana": {"enabled": False},  # Grafana is its own release, reading Thanos Query
         # node-exporter needs host namespaces, which Pod Security would rightly refuse here.
         "nodeExporter": {"enabled": False},
         "alertmanager": {
             "enabled": True,
+            "serviceAccount": {
+                "create": True,
+                "name": ALERTMANAGER_SA,
+                "annotations": {"eks.amazonaws.com/role-arn": alertmanager_role_arn},
+            },
+            "config": alerting or {},
             "alertmanagerSpec": {"replicas": 1, "storage": _pvc(inp.storage_class, 5)},
         },
         "prometheus": {
@@ -118,11 +132,18 @@ def prometheus_values(
     }
 
 
+@dataclass(frozen=True)
+class ThanosRoles:
+    """One role per Thanos job: only the compactor deletes from the bucket."""
+
+    store: pulumi.Input[str]
+    compactor: pulumi.Input[str]
+
+
 def thanos_values(
-    cfg: ObservabilityConfig, inp: MonitoringInputs, role_arn: pulumi.Input[str]
+    cfg: ObservabilityConfig, inp: MonitoringInputs, roles: ThanosRoles
 ) -> dict[str, Any]:
     retention = f"{cfg.thanos_retention_days}d"
-    irsa = {"eks.amazonaws.com/role-arn": role_arn}
     return {
         "image": charts.THANOS_IMAGE,
         "global": {"security": {"allowInsecureImages": True}},  # non-Bitnami image, on purpose
@@ -141,7 +162,11 @@ def thanos_values(
         "storegateway": {
             "enabled": True,
             "persistence": {"enabled": True, "storageClass": inp.storage_class, "size": "20Gi"},
-            "serviceAccount": {"create": True, "name": THANOS_SAS[0], "annotations": irsa},
+            "serviceAccount": {
+                "create": True,
+                "name": STORE_SA,
+                "annotations": {"eks.amazonaws.com/role-arn": roles.store},
+            },
         },
         "compactor": {
             # A Deployment of one (the chart adds --wait unless it runs as a CronJob): the
@@ -154,7 +179,11 @@ def thanos_values(
             "retentionResolution5m": retention,
             "retentionResolution1h": retention,
             "persistence": {"enabled": True, "storageClass": inp.storage_class, "size": "50Gi"},
-            "serviceAccount": {"create": True, "name": THANOS_SAS[1], "annotations": irsa},
+            "serviceAccount": {
+                "create": True,
+                "name": COMPACTOR_SA,
+                "annotations": {"eks.amazonaws.com/role-arn": roles.compactor},
+            },
         },
         "ruler": {"enabled": False},
         "bucketweb": {"enabled": False},
@@ -273,7 +302,7 @@ class Monitoring(pulumi.ComponentResource):
         cfg: ObservabilityConfig,
         inp: MonitoringInputs,
         *,
-        cluster: Cluster,
+        cluster: ClusterAccess,
         bucket_name: pulumi.Input[str],
         bucket_arn: pulumi.Input[str],
         kms_key_arn: pulumi.Input[str],
@@ -282,32 +311,56 @@ class Monitoring(pulumi.ComponentResource):
     ) -> None:
         super().__init__("image-platform:observability:Monitoring", name, None, opts)
         provider = cluster.provider
-        policy = pulumi.Output.all(bucket_arn, kms_key_arn).apply(
-            lambda a: iam.bucket_access(a[0], a[1])
+
+        def role(sa: str, actions: Sequence[str]) -> aws.iam.Role:
+            policy = pulumi.Output.all(bucket_arn, kms_key_arn).apply(
+                lambda a: iam.bucket_access(a[0], a[1], actions)
+            )
+            return irsa_role(
+                f"{name}-{sa}",
+                cluster=cluster,
+                namespace=NAMESPACE,
+                service_accounts=[sa],
+                policy=policy,
+                parent=self,
+            )
+
+        # The sidecar uploads blocks, the store reads them; only the compactor deletes.
+        self.prometheus_role = role(PROMETHEUS_SA, iam.UPLOAD)
+        thanos_roles = ThanosRoles(
+            store=role(STORE_SA, iam.READ).arn, compactor=role(COMPACTOR_SA, iam.COMPACT).arn
         )
-        self.prometheus_role = irsa_role(
-            f"{name}-prometheus",
+        topics = {
+            severity: aws.sns.Topic(
+                f"{name}-{severity}",
+                kms_master_key_id="alias/aws/sns",
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            for severity in ("page", "ticket")
+        }
+        for severity, topic in topics.items():
+            aws.sns.TopicSubscription(
+                f"{name}-{severity}",
+                topic=topic.arn,
+                protocol="email",
+                endpoint=cfg.alert_email,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+        alertmanager_role = irsa_role(
+            f"{name}-{ALERTMANAGER_SA}",
             cluster=cluster,
             namespace=NAMESPACE,
-            service_accounts=[PROMETHEUS_SA],
-            policy=policy,
+            service_accounts=[ALERTMANAGER_SA],
+            policy=pulumi.Output.all(topics["page"].arn, topics["ticket"].arn).apply(iam.publish),
             parent=self,
         )
-        self.thanos_role = irsa_role(
-            f"{name}-thanos",
-            cluster=cluster,
-            namespace=NAMESPACE,
-            service_accounts=THANOS_SAS,
-            policy=policy,
-            parent=self,
+        alerting = pulumi.Output.all(topics["page"].arn, topics["ticket"].arn).apply(
+            lambda a: alerting_values.alertmanager_config(a[0], a[1], inp.region)
         )
 
         def k8s(manifest: Manifest, deps: Sequence[pulumi.Resource]) -> pulumi.Resource:
-            resource_name = f"{name}-{manifest['kind'].lower()}-{manifest['metadata']['name']}"
-            return k8s_objects.create(
-                resource_name,
-                manifest,
-                pulumi.ResourceOptions(parent=self, provider=provider, depends_on=list(deps)),
+            return k8s_objects.register(
+                name, manifest, parent=self, provider=provider, depends_on=deps
             )
 
         ns_objects = namespace_manifests(inp)
@@ -332,7 +385,9 @@ class Monitoring(pulumi.ComponentResource):
             "kube-prometheus-stack",
             charts.KUBE_PROMETHEUS_STACK,
             namespace=NAMESPACE,
-            values=prometheus_values(cfg, inp, self.prometheus_role.arn),
+            values=prometheus_values(
+                cfg, inp, self.prometheus_role.arn, alerting, alertmanager_role.arn
+            ),
             provider=provider,
             parent=self,
             depends_on=base,
@@ -341,7 +396,7 @@ class Monitoring(pulumi.ComponentResource):
             "thanos",
             charts.THANOS,
             namespace=NAMESPACE,
-            values=thanos_values(cfg, inp, self.thanos_role.arn),
+            values=thanos_values(cfg, inp, thanos_roles),
             provider=provider,
             parent=self,
             depends_on=base,
