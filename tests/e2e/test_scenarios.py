@@ -20,7 +20,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def failed(counts: dict[str, dict[str, int]]) -> int:
-    return sum(n for per in counts.values() for code, n in per.items() if not code.startswith("2"))
+    """What users saw fail: 5xx and no answer. The mix's 304s (conditional reads) succeed."""
+    return sum(
+        n for per in counts.values() for code, n in per.items() if code.startswith(("5", "t"))
+    )
 
 
 def total(counts: dict[str, dict[str, int]]) -> int:
@@ -240,7 +243,7 @@ def test_ledger_and_dora_print_real_figures(local_env: Any) -> None:
 def test_redeploying_an_old_version_is_refused(local_env: Any) -> None:
     result = local_env.deliver("run", "--version", "bad-5xx")
     assert result.returncode == 4, local_env.dump(result)
-    assert "never redeployed" in result.stdout
+    assert "never redeployed" in " ".join(result.stdout.split())  # the summary wraps lines
     _ = subprocess  # keep the import for type checkers of Popen
 
 

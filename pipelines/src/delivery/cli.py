@@ -282,10 +282,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     if local is not None and not stopped:
         env = local.env
         printer.say(f"gateway: {env.gateway_url()}   prometheus: {env.prometheus_url()}")
+        printer.say(f"alerts:  {env.alertmanager_url() or 'no Alertmanager (not installed)'}")
         counts = env.traffic_stats().get("counts", {})
         total = sum(sum(c.values()) for c in counts.values())
-        bad = sum(n for c in counts.values() for k, n in c.items() if not k.startswith("2"))
-        printer.say(f"traffic: {total} requests, {bad} not 2xx")
+        bad = sum(n for c in counts.values() for k, n in c.items() if k.startswith(("5", "t")))
+        printer.say(f"traffic: {total} requests, {bad} failed (5xx or no answer)")
     return 0
 
 
