@@ -12,10 +12,10 @@ import argparse
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
-from delivery.simulation.harness import evaluate, ours
-from delivery.simulation.report import wilson_upper
-from delivery.simulation.scenarios import AA
-from delivery.simulation.traffic import TrafficModel
+from judge_eval.harness import evaluate, ours
+from judge_eval.report import wilson_upper
+from judge_eval.scenarios import AA
+from judge_eval.traffic import TrafficModel
 
 
 def fails(item: tuple[int, int]) -> tuple[int, int]:

@@ -14,10 +14,10 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 
 from delivery.judge_policy import JudgePolicy
-from delivery.simulation.harness import PolicyJudge, Result, evaluate
-from delivery.simulation.report import wilson_upper
-from delivery.simulation.scenarios import AA, STANDARD, Scenario
-from delivery.simulation.traffic import TrafficModel
+from judge_eval.harness import PolicyJudge, Result, evaluate
+from judge_eval.report import wilson_upper
+from judge_eval.scenarios import AA, STANDARD, Scenario
+from judge_eval.traffic import TrafficModel
 
 SEED = 20261124
 NAMES = (

@@ -15,9 +15,9 @@ import time
 
 import numpy as np
 from delivery.judge import JudgePolicy, MetricPolicy, judge
-from delivery.simulation.observe import observation, run_intervals
-from delivery.simulation.scenarios import AA, affected_tenants, tenant_shares, track_effects
-from delivery.simulation.traffic import TrafficModel, generate_track
+from judge_eval.observe import observation, run_intervals
+from judge_eval.scenarios import AA, affected_tenants, tenant_shares, track_effects
+from judge_eval.traffic import TrafficModel, generate_track
 
 FIVE_METRICS = (
     MetricPolicy(name="error_ratio", kind="error_ratio", critical=True, per_tenant=True),

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The canary judge's full evaluation (issue 6) and its speed benchmark (issue 5).
+# The canary judge's full evaluation (issues 6 and 12) and its speed benchmark (issue 5).
 # Regenerates every generated section of docs/judge.md (SPEED, AA, SHARE, RESULTS),
 # docs/img/judge/*.png and bench/judge/results.json. About 12 CPU-minutes per core:
 # roughly 15 minutes on an idle 2-core machine (61 minutes while other suites loaded it).
@@ -7,6 +7,8 @@
 #   SCALE=0.1 bench/judge/run.sh    # a quick look (fewer runs per cell; do not commit its output)
 #   FIT=1 bench/judge/run.sh        # also re-measure the service's latency (needs the service)
 #   RENDER=1 bench/judge/run.sh     # only re-render tables and plots from bench/judge/results.json
+#   DELIVERY=1 bench/judge/run.sh   # only issue 12's whole deliveries on realistic traffic
+#                                   # (SCALE=1: 1,000 runs in the headline cells; hours here)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SCALE="${SCALE:-1}"
@@ -25,8 +27,19 @@ doc.write_text(f"{head}{begin}\n{sys.argv[2]}\n{end}{tail}")
 PY
 }
 
+deliveries() {
+  rm -f bench/judge/deliveries.jsonl
+  uv run --locked python bench/judge/deliveries.py --out bench/judge/deliveries.jsonl \
+    --workers "$WORKERS" --scale "$SCALE"
+  uv run --locked python bench/judge/deliveries.py --render bench/judge/deliveries.jsonl \
+    --doc docs/judge.md
+}
+if [[ "${DELIVERY:-0}" == 1 ]]; then
+  deliveries
+  exit 0
+fi
 if [[ "${RENDER:-0}" == 1 ]]; then
-  exec uv run --locked python -m delivery.simulation --from-json bench/judge/results.json \
+  exec uv run --locked python -m judge_eval --from-json bench/judge/results.json \
     --doc docs/judge.md --img docs/img/judge
 fi
 if [[ "${FIT:-0}" == 1 ]]; then
@@ -42,5 +55,6 @@ fill AA "$(printf '| run | result |\n|---|---|\n%s' "$aa")"
 share=$(uv run --locked python bench/judge/aggregate_share.py --scale 0.6)
 echo "$share"
 fill SHARE "$share"
-uv run --locked python -m delivery.simulation --doc docs/judge.md --img docs/img/judge \
+uv run --locked python -m judge_eval --doc docs/judge.md --img docs/img/judge \
   --json bench/judge/results.json --workers "$WORKERS" --scale "$SCALE"
+deliveries

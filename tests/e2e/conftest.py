@@ -10,7 +10,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +155,15 @@ class LocalEnv:
     envs: Path
     ledger_path: Path
     env: LocalEnvironment
+    runs: dict[str, subprocess.CompletedProcess[str]] = field(default_factory=dict)
+
+    def deliver_once(self, version: str) -> subprocess.CompletedProcess[str]:
+        """`deliver run` of a named version, once per session. Versions are never redeployed,
+        so a test that needs a delivery to have happened asks for it here instead of relying on
+        the tests running in file order (the suite runs in random order)."""
+        if version not in self.runs:
+            self.runs[version] = self.deliver("run", "--version", version)
+        return self.runs[version]
 
     def argv(self, *args: str) -> list[str]:
         return [
@@ -197,6 +206,12 @@ class LocalEnv:
             }
             for v in views
         ]
+
+    def first(self, version: str) -> dict[str, Any]:
+        """The delivery that ran this version (a later refused redeploy adds its own record)."""
+        found = [d for d in self.deliveries() if d.get("version") == version]
+        assert found, f"no ledger entry for {version}"
+        return found[0]
 
     def last(self, version: str) -> dict[str, Any]:
         found = [d for d in self.deliveries() if d.get("version") == version]

@@ -1,7 +1,8 @@
-"""The eight end-to-end scenarios of issue 5, against real local processes, in order.
+"""The eight end-to-end scenarios of issue 5, against real local processes, in any order.
 
 They share one local environment (see conftest.py); each delivers a distinct named version,
-because versions are never redeployed.
+because versions are never redeployed. A test that needs another delivery to have happened
+asks for it with `deliver_once`, so the suite holds in random order.
 """
 
 import os
@@ -45,11 +46,11 @@ def stable_version(local_env: Any) -> str:
 
 def test_1_good_version_is_promoted_without_user_errors(local_env: Any) -> None:
     before = local_env.traffic()
-    result = local_env.deliver("run", "--version", "good-1")
+    result = local_env.deliver_once("good-1")
     assert result.returncode == 0, local_env.dump(result)
     assert "[step 1/2] weight 40%" in result.stdout  # live progress
     assert "Verdict: PASS" in result.stdout
-    entry = local_env.last("good-1")
+    entry = local_env.first("good-1")
     assert entry["outcome"] == "promoted"
     assert [s["weight"] for s in entry["steps"]] == [25, 50][: len(entry["steps"])] or len(
         entry["steps"]
@@ -63,12 +64,13 @@ def test_1_good_version_is_promoted_without_user_errors(local_env: Any) -> None:
 
 def test_2_bad_version_aborts_at_first_step_and_users_barely_notice(local_env: Any) -> None:
     before, stable = local_env.traffic(), stable_version(local_env)
-    result = local_env.deliver("run", "--version", "bad-5xx")
+    result = local_env.deliver_once("bad-5xx")
     assert result.returncode == 3, local_env.dump(result)
-    entry = local_env.last("bad-5xx")
+    entry = local_env.first("bad-5xx")
     assert entry["outcome"] == "aborted"
-    # The golden probes may see a 500 before any traffic shifts; otherwise the judge at 40%.
-    assert [s["weight"] for s in entry["steps"]] in ([], [40])
+    # The golden probes may see a 500 before any traffic shifts; otherwise the judge at 40%
+    # (an extension adds a record at the same weight): the weight never rose past 40%.
+    assert {s["weight"] for s in entry["steps"]} <= {40}
     assert re.search(r"error_ratio|status 500 != 20\d", entry["reason"]), entry["reason"]
     seen = diff(local_env.traffic(), before)
     # At most the canary's share (40%) of the 5% fault, plus tolerance for the short run.
@@ -80,9 +82,9 @@ def test_2_bad_version_aborts_at_first_step_and_users_barely_notice(local_env: A
 
 def test_3_slow_version_is_aborted(local_env: Any) -> None:
     stable = stable_version(local_env)
-    result = local_env.deliver("run", "--version", "slow")
+    result = local_env.deliver_once("slow")
     assert result.returncode == 3, local_env.dump(result)
-    entry = local_env.last("slow")
+    entry = local_env.first("slow")
     assert entry["outcome"] == "aborted"
     failing = [
         row["metric"]
@@ -95,9 +97,9 @@ def test_3_slow_version_is_aborted(local_env: Any) -> None:
 
 
 def test_4_one_tenant_regression_is_aborted_and_named(local_env: Any) -> None:
-    result = local_env.deliver("run", "--version", "bad-globex")
+    result = local_env.deliver_once("bad-globex")
     assert result.returncode == 3, local_env.dump(result)
-    entry = local_env.last("bad-globex")
+    entry = local_env.first("bad-globex")
     failing_scopes = {
         row["scope"]
         for step in entry["steps"]
@@ -225,22 +227,26 @@ def test_8_every_exported_promql_returns_data(local_env: Any) -> None:
 
 
 def test_ledger_and_dora_print_real_figures(local_env: Any) -> None:
+    # At least one promoted and one aborted delivery, whichever tests ran before this one.
+    local_env.deliver_once("good-1")
+    local_env.deliver_once("bad-5xx")
     ledger = local_env.deliver("ledger")
     assert ledger.returncode == 0, local_env.dump(ledger)
-    for version in ("good-1", "bad-5xx", "slow", "bad-globex", "good-2", "good-3", "good-4"):
+    for version in local_env.runs:
         assert version in ledger.stdout
     dora = local_env.deliver("dora", "--json")
     assert dora.returncode == 0, local_env.dump(dora)
     import json
 
     figures = json.loads(dora.stdout)
-    assert figures["promoted"] >= 2
-    assert figures["aborted"] >= 4
+    assert figures["promoted"] >= 1
+    assert figures["aborted"] >= 1
     assert 0 < figures["change_fail_rate"] < 1
     assert figures["lead_time_seconds"] is not None
 
 
 def test_redeploying_an_old_version_is_refused(local_env: Any) -> None:
+    local_env.deliver_once("bad-5xx")
     result = local_env.deliver("run", "--version", "bad-5xx")
     assert result.returncode == 4, local_env.dump(result)
     assert "never redeployed" in " ".join(result.stdout.split())  # the summary wraps lines

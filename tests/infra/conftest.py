@@ -5,7 +5,14 @@ from pathlib import Path
 
 import pytest
 from infra.layers import Layer, StackId
-from pulumi_harness import ENVIRONMENTS, Evaluation, Recorded, evaluate_estate, stack_ids
+from pulumi_harness import (
+    ENVIRONMENTS,
+    Evaluation,
+    Recorded,
+    cell_stack_ids,
+    evaluate_estate,
+    stack_ids,
+)
 
 
 @pytest.fixture(scope="session")
@@ -14,11 +21,18 @@ def estate(repo_root: Path) -> dict[str, Evaluation]:
 
 
 @pytest.fixture(scope="session")
-def recorded(estate: dict[str, Evaluation]) -> dict[str, list[Recorded]]:
-    """Per environment, every resource it runs on: the account stack and its own three."""
+def recorded(estate: dict[str, Evaluation], repo_root: Path) -> dict[str, list[Recorded]]:
+    """Per environment, every resource it runs on: the account stack, its own three and its
+    cells' service stacks, so every policy test covers the cells too."""
     account = estate[StackId(Layer.ACCOUNT).name].resources
+    environments = repo_root / "environments"
     return {
-        env: account + [r for stack in stack_ids(env) for r in estate[stack.name].resources]
+        env: account
+        + [
+            r
+            for stack in stack_ids(env) + cell_stack_ids(environments, env)
+            for r in estate[stack.name].resources
+        ]
         for env in ENVIRONMENTS
     }
 

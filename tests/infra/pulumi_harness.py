@@ -284,6 +284,12 @@ def stack_ids(environment: str) -> list[StackId]:
     return [StackId(layer, environment) for layer in ENVIRONMENT_LAYERS]
 
 
+def cell_stack_ids(environments: Path, environment: str) -> list[StackId]:
+    """The environment's cell stacks (`<env>-service-<cell>`), one per stack file."""
+    files = sorted(environments.glob(f"Pulumi.{environment}-service-*.yaml"))
+    return [parse_stack(f.name.removeprefix("Pulumi.").removesuffix(".yaml")) for f in files]
+
+
 def evaluate_estate(environments: Path) -> dict[str, Evaluation]:
     """The account stack, then every environment's stacks bottom-up, each reading the exports
     of the stacks below it, as `pulumi up` in the README's order would."""
@@ -291,7 +297,7 @@ def evaluate_estate(environments: Path) -> dict[str, Evaluation]:
     account = StackId(Layer.ACCOUNT)
     done[account.name] = evaluate(account.name, stack_config(stack_file(environments, account)))
     for env in ENVIRONMENTS:
-        for stack in stack_ids(env):
+        for stack in stack_ids(env) + cell_stack_ids(environments, env):
             config = stack_config(stack_file(environments, stack))
             if stack.layer is Layer.SERVICE:
                 config.setdefault(f"{PROJECT}:stableVersion", PUSHED_VERSION)

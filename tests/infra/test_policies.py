@@ -7,6 +7,7 @@ must catch. docs/security.md maps each control to its enforcement and to this fi
 
 import copy
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -427,15 +428,12 @@ def no_star_on_star(resources: list[Recorded]) -> list[str]:
     ]
 
 
-@control("IAM least-privilege")
-def least_privilege(resources: list[Recorded]) -> list[str]:
-    out = []
-    service = [
-        r for r in of(resources, "iam/rolePolicy:RolePolicy") if r.name.endswith("-image-service")
-    ]
-    if len(service) != 1:
-        return ["image service role policy not found"]
-    for s in statements(json.loads(service[0].inputs["policy"])):
+def _service_least_privilege(policy: Recorded) -> list[str]:
+    """One service role: the environment's own (images/) or a cell's (cells/<cell>/, ADR 131)."""
+    out: list[str] = []
+    cell = re.fullmatch(r"image-platform-[a-z0-9]+(?:-(.+))?-image-service", policy.name)
+    own = f"/cells/{cell[1]}/*" if cell and cell[1] else "/images/*"
+    for s in statements(json.loads(policy.inputs["policy"])):
         actions = as_list(s["Action"])
         resources_ = as_list(s["Resource"])
         if any(res == "*" for res in resources_):
@@ -443,17 +441,31 @@ def least_privilege(resources: list[Recorded]) -> list[str]:
         for action in actions:
             if action.startswith("s3:"):
                 if action == "s3:ListBucket":
-                    if "s3:prefix" not in json.dumps(s.get("Condition", {})):
-                        out.append("ListBucket not limited to own prefixes")
+                    listed = s.get("Condition", {}).get("StringLike", {}).get("s3:prefix", [])
+                    if not listed or not all(f"/{p}".endswith(own) for p in as_list(listed)):
+                        out.append(f"{policy.name}: ListBucket not limited to {own}")
                 elif action not in {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"}:
                     out.append(f"service may {action}")
-                elif not all(r.endswith("/images/*") for r in resources_):
-                    out.append(f"{action} outside the service's images/ prefix")
+                elif not all(r.endswith(own) for r in resources_):
+                    out.append(f"{policy.name}: {action} outside its own prefix {own}")
             elif action.startswith("kms:"):
                 if not all(r.startswith("arn:aws:kms:") and r.endswith("-s3") for r in resources_):
                     out.append(f"{action} on a key other than the images key")
             else:
                 out.append(f"service may {action}")
+    return out
+
+
+@control("IAM least-privilege")
+def least_privilege(resources: list[Recorded]) -> list[str]:
+    out = []
+    service = [
+        r for r in of(resources, "iam/rolePolicy:RolePolicy") if r.name.endswith("-image-service")
+    ]
+    if not service:
+        return ["image service role policy not found"]
+    for policy in service:
+        out += _service_least_privilege(policy)
     for role in of(resources, "iam/role:Role"):
         if "-ci-" in role.name:
             # Which subjects each role trusts is derived from the workflows in

@@ -66,13 +66,30 @@ def test_pulumi_yaml_requires_no_config(repo_root: Path) -> None:
     assert project["stackConfigDir"] == "environments"
 
 
+LAYER_NAMES = ("environment", "platform", "service")
+
+
 def _stack_files(repo_root: Path) -> list[Path]:
     return sorted((repo_root / "environments").glob("Pulumi.*.yaml"))
 
 
+def _declared_cells(repo_root: Path, env: str) -> list[str]:
+    cells = yaml.safe_load((repo_root / "environments" / f"cells.{env}.yaml").read_text())
+    return [c["name"] for c in cells["cells"]]
+
+
 def test_stack_files_hold_only_their_layers_config(repo_root: Path) -> None:
     files = _stack_files(repo_root)
-    assert len(files) == 1 + 3 * len(ENVIRONMENTS)
+    # The account, three layers per environment, and one service stack per declared cell.
+    expected = {"Pulumi.account.yaml"} | {
+        f"Pulumi.{env}-{layer}.yaml" for env in ENVIRONMENTS for layer in LAYER_NAMES
+    }
+    expected |= {
+        f"Pulumi.{env}-service-{cell}.yaml"
+        for env in ENVIRONMENTS
+        for cell in _declared_cells(repo_root, env)
+    }
+    assert {f.name for f in files} == expected
     for path in files:
         stack = parse_stack(path.name.removeprefix("Pulumi.").removesuffix(".yaml"))
         document = yaml.safe_load(path.read_text())

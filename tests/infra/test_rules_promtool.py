@@ -14,7 +14,8 @@ from infra.observability import rules
 pytestmark = pytest.mark.skipif(shutil.which("promtool") is None, reason="setup installs promtool")
 
 RUNBOOKS = "https://github.com/example-org/image-delivery/blob/main/docs/runbooks"
-SVC = 'route="/i/{key}", method="GET", track="stable", version="v1"'
+# Every service series carries its cell (the ServiceMonitor's relabeling, ADR 138).
+SVC = 'route="/i/{key}", method="GET", track="stable", version="v1", cell="prod-a"'
 
 
 def series(name: str, labels: str, values: str) -> dict[str, str]:
@@ -41,7 +42,7 @@ def latency(le_values: str, count_values: str) -> list[dict[str, str]]:
 
 
 POD = 'namespace="monitoring", pod="prometheus-kps-0"'
-TRACK = 'instance="10.0.0.1:8080", track="stable", version="v1"'
+TRACK = 'instance="10.0.0.1:8080", track="stable", version="v1", cell="prod-a"'
 STORAGE = f'{TRACK}, backend="s3", operation="get"'
 
 # alert -> (file group, eval time, firing input, silent input, labels the alert carries)
@@ -51,25 +52,25 @@ SCENARIOS: dict[str, Scenario] = {
         "1m", "70m",
         [requests("200", "0+60x100"), requests("500", "0+60x100")],
         [requests("200", "0+60x100")],
-        {"tenant": "acme", "slo": "availability"},
+        {"tenant": "acme", "cell": "prod-a", "slo": "availability"},
     ),
     "ImageServiceAvailabilityBudgetBurnTicket": (
         "15m", "74h",
         [requests("200", "0+891x300"), requests("500", "0+9x300")],
         [requests("200", "0+5997x300"), requests("500", "0+3x300")],
-        {"tenant": "acme", "slo": "availability"},
+        {"tenant": "acme", "cell": "prod-a", "slo": "availability"},
     ),
     "ImageServiceLatencyBudgetBurnPage": (
         "1m", "70m",
         latency("0+30x100", "0+60x100"),
         latency("0+60x100", "0+60x100"),
-        {"tenant": "acme", "slo": "latency"},
+        {"tenant": "acme", "cell": "prod-a", "slo": "latency"},
     ),
     "ImageServiceLatencyBudgetBurnTicket": (
         "15m", "74h",
         latency("0+855x300", "0+900x300"),
         latency("0+2985x300", "0+3000x300"),
-        {"tenant": "acme", "slo": "latency"},
+        {"tenant": "acme", "cell": "prod-a", "slo": "latency"},
     ),
     "ImageServiceTransformQueueBacklog": (
         "1m", "15m",
@@ -77,19 +78,19 @@ SCENARIOS: dict[str, Scenario] = {
          series("image_service_transform_workers", TRACK, "4x30")],
         [series("image_service_transform_queue_depth", TRACK, "4x30"),
          series("image_service_transform_workers", TRACK, "4x30")],
-        {"instance": "10.0.0.1:8080", "track": "stable", "version": "v1"},
+        {"instance": "10.0.0.1:8080", "track": "stable", "version": "v1", "cell": "prod-a"},
     ),
     "ImageServiceVipsMemoryHigh": (
         "1m", "15m",
         [series("image_service_vips_memory_bytes", TRACK, "2000000000x30")],
         [series("image_service_vips_memory_bytes", TRACK, "100000000x30")],
-        {"instance": "10.0.0.1:8080", "track": "stable", "version": "v1"},
+        {"instance": "10.0.0.1:8080", "track": "stable", "version": "v1", "cell": "prod-a"},
     ),
     "ImageServiceStorageErrors": (
         "1m", "15m",
         [series("image_service_storage_errors_total", STORAGE, "0+60x30")],
         [series("image_service_storage_errors_total", STORAGE, "0x30")],
-        {"track": "stable", "version": "v1", "backend": "s3", "operation": "get"},
+        {"track": "stable", "version": "v1", "cell": "prod-a", "backend": "s3", "operation": "get"},
     ),
     "ThanosSidecarUploadFailing": (
         "1m", "30m",
@@ -222,3 +223,57 @@ def test_slo_targets_refuse_nonsense() -> None:
         rules.SloTargets(availability=1.0)
     with pytest.raises(ValueError, match="could not convert"):
         rules.SloTargets(latency_le="half a second")
+
+
+def _cell_requests(cell: str, code: str, per_minute: int) -> dict[str, str]:
+    labels = f'tenant="t-{cell}", code="{code}", cell="{cell}", track="stable", version="v1"'
+    return series("image_service_http_requests_total", labels, f"0+{per_minute}x30")
+
+
+def test_cell_records_and_their_fleet_sums(tmp_path: Path) -> None:
+    # Two cells: a fails 1 request in 4, b none. Per cell the ratios differ; the fleet sums the
+    # cells' rates without `cell` (2 req/s + 2 req/s, 0.5 of them 5xx: 0.125 of 4).
+    (tmp_path / "rules.yaml").write_text(
+        yaml.safe_dump(rules.render((rules.cells_group(),), RUNBOOKS))
+    )
+    inputs = [
+        _cell_requests("a", "200", 90),
+        _cell_requests("a", "500", 30),
+        _cell_requests("b", "200", 120),
+    ]
+    expected = {
+        f'{rules.CELL_ERRORS}{{cell="a"}}': 0.25,
+        f'{rules.CELL_ERRORS}{{cell="b"}}': 0,
+        rules.FLEET_ERRORS: 0.125,
+        f'{rules.FLEET_REQUESTS}{{code="200"}}': 3.5,
+        f'{rules.FLEET_REQUESTS}{{code="500"}}': 0.5,
+    }
+    tests = [
+        {
+            "interval": "1m",
+            "input_series": inputs,
+            "promql_expr_test": [
+                {
+                    "expr": expr,
+                    "eval_time": "20m",
+                    "exp_samples": [{"labels": expr if "{" in expr else f"{expr}{{}}", "value": v}],
+                }
+                for expr, v in expected.items()
+            ],
+        }
+    ]
+    path = tmp_path / "cells.yaml"
+    path.write_text(
+        yaml.safe_dump({"rule_files": ["rules.yaml"], "evaluation_interval": "1m", "tests": tests})
+    )
+    result = _promtool("test", "rules", path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_service_rule_groups_by_cell() -> None:
+    # A rule over the service's series that drops `cell` would merge cells into one alert.
+    for group in rules.all_groups():
+        for rule in group.rules:
+            if "image_service_" in rule.expr:
+                for by in re.findall(r"by \(([^)]*)\)", rule.expr):
+                    assert "cell" in by, (rule.name, rule.expr)

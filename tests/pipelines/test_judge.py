@@ -91,7 +91,7 @@ def test_a_tiny_tenant_does_not_dilute_the_correction() -> None:
     rows = {r.scope: r for r in verdict.evidence if r.metric == "error_ratio"}
     assert rows["acme"].p_adjusted is None
     assert rows["acme"].note == "too few events to ever be significant"
-    assert rows["acme"].result == "pass"
+    assert rows["acme"].result == "insufficient"  # printed "too little data", never "passed"
     latency = {r.scope: r for r in verdict.evidence if r.metric == "latency"}
     assert latency["acme"].result == "insufficient"
 
@@ -102,7 +102,7 @@ def test_slower_canary_fails_latency() -> None:
     failed = {row.metric for row in verdict.failing()}
     assert {"latency", "latency_p99"} <= failed
     assert verdict.score is not None
-    assert verdict.score < JudgePolicy().marginal_score
+    assert verdict.score < JudgePolicy().pass_score
 
 
 def test_faster_canary_is_not_a_regression() -> None:
@@ -110,29 +110,40 @@ def test_faster_canary_is_not_a_regression() -> None:
     assert verdict.outcome == "pass"
 
 
-def test_missing_data_on_a_critical_metric_fails() -> None:
-    verdict = judge(_observation(TrackSeries({})), JudgePolicy())
-    assert verdict.outcome == "fail"
-    assert verdict.reasons[0].startswith("critical metric(s) without data: error_ratio")
-    assert verdict.evidence[0].result == "missing"
+def test_no_requests_on_either_track_is_too_little_traffic_and_fails_at_the_limit() -> None:
+    empty = _observation(TrackSeries({}), TrackSeries({}))
+    verdict = judge(empty, JudgePolicy())
+    assert verdict.outcome == "inconclusive"
+    results = {row.metric: row.result for row in verdict.evidence}
+    assert results == {
+        "error_ratio": "insufficient",
+        "latency": "untested",
+        "latency_p99": "untested",
+    }
+    assert "error_ratio too little data" in verdict.render_table()
+    at_limit = judge(empty, JudgePolicy(), at_limit=True)
+    assert at_limit.outcome == "fail"
+    assert at_limit.reasons[0].startswith("not enough traffic to judge")
 
 
-def test_missing_latency_on_a_non_critical_metric_is_left_out_of_the_score() -> None:
+def test_latency_on_neither_track_is_not_tested_and_left_out_of_the_score() -> None:
     no_histograms = TrackSeries({t: (Interval(1000.0, 1.0, ()),) * 10 for t in TENANTS})
-    verdict = judge(_observation(no_histograms), JudgePolicy())
-    assert {m.name: m.status for m in verdict.metrics}["latency"] == "missing"
+    verdict = judge(_observation(no_histograms, no_histograms), JudgePolicy())
+    assert {m.name: m.status for m in verdict.metrics}["latency"] == "untested"
     assert verdict.outcome == "pass"
+    assert "latency not tested" in verdict.render_table()
     critical_latency = JudgePolicy(
         metrics=(MetricPolicy(name="latency", kind="latency", critical=True),)
     )
-    assert judge(_observation(no_histograms), critical_latency).outcome == "fail"
+    verdict = judge(_observation(no_histograms, no_histograms), critical_latency)
+    assert verdict.outcome == "fail"
 
 
 def test_too_few_requests_is_inconclusive_not_a_pass() -> None:
     few = _track(requests=4.0, errors=0.0, intervals=5)
     verdict = judge(_observation(few, few), JudgePolicy())
     assert verdict.outcome == "inconclusive"
-    assert any("too few requests" in reason for reason in verdict.reasons)
+    assert verdict.reasons[0].startswith("inconclusive: about 120 more requests needed per track")
 
 
 def test_a_clear_failure_is_not_hidden_by_the_sample_guard() -> None:
@@ -146,24 +157,25 @@ def test_interim_looks_never_pass_but_may_fail_early() -> None:
     good = judge(_observation(_track()), policy, interim=True)
     assert good.outcome == "inconclusive"
     assert good.interim
-    assert good.alpha < policy.alpha / policy.interim_looks
+    assert good.alpha <= policy.alpha * policy.interim_alpha_share / policy.interim_looks
     bad = judge(_observation(_track(errors=100.0)), policy, interim=True)
     assert bad.outcome == "fail"
 
 
-def test_marginal_score_is_inconclusive() -> None:
+def test_the_score_is_the_weight_share_that_passed_and_below_pass_score_fails() -> None:
     policy = JudgePolicy(
         metrics=(
             MetricPolicy(name="error_ratio", kind="error_ratio", critical=True, weight=4),
             MetricPolicy(name="latency", kind="latency", weight=1),
         ),
         pass_score=95,
-        marginal_score=75,
     )
     verdict = judge(_observation(_track(shape=SLOW)), policy)
     assert verdict.score == pytest.approx(80.0)
-    assert verdict.outcome == "inconclusive"
-    assert any("marginal" in reason for reason in verdict.reasons)
+    assert verdict.outcome == "fail"
+    assert verdict.reasons[0] == "score 80.0 < 95 (latency failed)"
+    lenient = replace(policy, pass_score=80)
+    assert judge(_observation(_track(shape=SLOW)), lenient).outcome == "pass"
 
 
 def test_request_rate_metric_sees_a_canary_that_receives_less_traffic() -> None:
@@ -211,7 +223,7 @@ def test_verdict_renders_as_json_text_and_markdown() -> None:
     assert text.startswith("Verdict: FAIL")
     assert "acme" in text
     assert "umbrella" not in text
-    assert "tenant rows not shown" in text
+    assert "tenant rows that passed or had too little data not shown" in text
     assert "umbrella" in verdict.render_table(all_tenants=True)
     markdown = verdict.render_table(markdown=True)
     assert "| metric | scope |" in markdown
@@ -261,7 +273,7 @@ def test_aggregate_alpha_share_splits_the_metric_alpha() -> None:
     policy = JudgePolicy(aggregate_alpha_share=0.5)
     verdict = judge(_observation(_track(errors=50.0)), policy)
     rows = {r.scope: r for r in verdict.evidence if r.metric == "error_ratio"}
-    default = judge(_observation(_track(errors=50.0)), JudgePolicy())
+    default = judge(_observation(_track(errors=50.0)), JudgePolicy(aggregate_alpha_share=None))
     metric_alpha = next(r.alpha for r in default.evidence if r.metric == "error_ratio")
     assert rows["aggregate"].alpha == pytest.approx(metric_alpha / 2)
     assert rows["acme"].alpha == pytest.approx(metric_alpha / 2)

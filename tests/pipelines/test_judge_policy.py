@@ -13,6 +13,7 @@ def test_defaults_are_valid_and_spend_the_budget_across_looks() -> None:
     assert any(m.critical and m.kind == "error_ratio" for m in policy.metrics)
     interim = policy.look_alpha(interim=True) * policy.interim_looks
     assert interim + policy.look_alpha(interim=False) == pytest.approx(policy.alpha)
+    assert policy.planned_alpha() == pytest.approx(policy.alpha)
     no_interim = policy.with_overrides(interim_looks=0)
     assert no_interim.look_alpha(interim=False) == pytest.approx(policy.alpha)
     assert no_interim.look_alpha(interim=True) == 0.0
@@ -26,7 +27,8 @@ def test_from_mapping_parses_every_key() -> None:
             "min_tenant_requests": 10,
             "correction": "bh",
             "pass_score": 90,
-            "marginal_score": 60,
+            "power": 0.8,
+            "split_tolerance": 0.3,
             "interim_looks": 4,
             "interim_alpha_share": 0.5,
             "metrics": [
@@ -59,7 +61,24 @@ def test_from_mapping_of_nothing_is_the_default() -> None:
         ({"min_requests": 2.5}, "judge.min_requests must be an integer"),
         ({"min_requests": True}, "judge.min_requests must be an integer"),
         ({"correction": "fdr"}, "correction must be one of"),
-        ({"pass_score": 50, "marginal_score": 70}, "marginal_score (70.0) must not exceed"),
+        ({"marginal_score": 70}, "unknown keys ['marginal_score']"),
+        ({"steps": 4}, "unknown keys ['steps']"),
+        (
+            {"metrics": [{"name": "e", "kind": "error_ratio", "min_effect": 0.0}]},
+            "min_effect must be within",
+        ),
+        (
+            {
+                "metrics": [
+                    {"name": "e", "kind": "error_ratio", "tolerance": 0.02, "min_effect": 0.01}
+                ]
+            },
+            "min_effect (0.01) must exceed the tolerance (0.02)",
+        ),
+        (
+            {"metrics": [{"name": "l", "kind": "latency", "critical_effect": 1.0}]},
+            "critical_effect needs critical: true",
+        ),
         ({"metrics": []}, "at least one metric"),
         ({"metrics": {"name": "x"}}, "judge.metrics must be a list"),
         ({"metrics": [{"kind": "latency"}]}, "judge.metrics[0]: missing required key 'name'"),

@@ -2,14 +2,17 @@
 judge as a regression guard (the full evaluation is bench/judge/run.sh)."""
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
-from delivery.simulation.baselines import ARGO, FLAGGER_SERVICE
-from delivery.simulation.harness import aggregate_mwu, evaluate, look_schedule, ours
-from delivery.simulation.scenarios import AA, STANDARD, Scenario, tenant_shares
-from delivery.simulation.traffic import LatencyModel, TrafficModel
+from judge_eval.baselines import ARGO, FLAGGER_SERVICE
+from judge_eval.deliveries import Plan, run
+from judge_eval.harness import aggregate_mwu, evaluate, look_schedule, ours
+from judge_eval.realistic import HEALTHY, Effect, Noise, World, generate_step
+from judge_eval.scenarios import AA, STANDARD, Scenario, tenant_shares
+from judge_eval.traffic import LatencyModel, TrafficModel
 
 SEED = 424242
 MODEL = TrafficModel()
@@ -72,29 +75,28 @@ def test_evaluate_rejects_no_runs() -> None:
 
 
 def test_guard_a_a_false_fails_stay_rare() -> None:
-    (result,) = evaluate(MODEL, AA, 40, SEED, [ours()], threshold_judges=())
-    assert result.fail_rate <= 1 / 40
+    (result,) = evaluate(MODEL, AA, 20, SEED, [ours()], threshold_judges=())
+    assert result.fail_rate == 0.0
     assert result.median_pass_time() == MODEL.window_seconds
 
 
-def test_guard_big_error_regression_is_failed_within_a_minute() -> None:
-    results = evaluate(MODEL, _scenario("+5pp 5xx"), 20, SEED, [ours()], (FLAGGER_SERVICE, ARGO))
+def test_guard_big_error_regression_is_failed_within_two_minutes() -> None:
+    results = evaluate(MODEL, _scenario("+5pp 5xx"), 10, SEED, [ours()], (FLAGGER_SERVICE, ARGO))
     mine = next(r for r in results if r.judge == "ours")
     assert mine.fail_rate == 1.0
-    assert mine.median_fail_time() <= 60
-    assert mine.exposure(MODEL) < 0.25 * MODEL.weight
+    assert mine.median_fail_time() <= 120
     flagger = next(r for r in results if r.judge == FLAGGER_SERVICE.name)
     assert flagger.median_fail_time() >= 60  # it checks once a minute
 
 
 def test_guard_one_percentage_point_is_detected_in_a_step() -> None:
-    (result,) = evaluate(MODEL, _scenario("+1pp 5xx"), 30, SEED, [ours()], threshold_judges=())
+    (result,) = evaluate(MODEL, _scenario("+1pp 5xx"), 10, SEED, [ours()], threshold_judges=())
     assert result.fail_rate >= 0.9
 
 
 def test_guard_a_broken_small_tenant_is_seen_only_per_tenant() -> None:
     scenario = _scenario("low-traffic tenant at 100% 5xx")
-    results = evaluate(MODEL, scenario, 20, SEED, [ours(), aggregate_mwu()], threshold_judges=())
+    results = evaluate(MODEL, scenario, 10, SEED, [ours(), aggregate_mwu()], threshold_judges=())
     by_judge = {r.judge: r for r in results}
     assert by_judge["ours"].fail_rate >= 0.9
     assert by_judge["aggregate-only MWU (Kayenta-like)"].fail_rate < by_judge["ours"].fail_rate
@@ -107,8 +109,45 @@ def test_guard_threshold_judges_behave_like_thresholds() -> None:
         assert math.isnan(result.median_fail_time()) or result.median_fail_time() % 60 == 0
 
 
+def _staging(repo_root: Path) -> Plan:
+    return Plan.from_file(repo_root / "environments" / "delivery.staging.yaml")
+
+
+def test_guard_overdispersed_errors_do_not_abort_a_healthy_step(repo_root: Path) -> None:
+    # Issue 12's cell: interval CV 2.5 gave 6-17% false fails per step with Fisher alone.
+    world = World(rate=1000.0, noise=Noise("CV 2.5", error_cv=2.5), tenants=10)
+    step = _staging(repo_root).one_step(0.10, 300.0)
+    outcomes = run(step, world, HEALTHY, 12, SEED)
+    assert outcomes.rate("harm") == 0.0
+    # ... while an uncorrected count test on the same traffic does abort some.
+    exact = replace(step.policy, metrics=(replace(step.policy.metrics[0], test="exact"),))
+    uncorrected = run(replace(step, policy=exact), world, HEALTHY, 12, SEED)
+    assert uncorrected.rate("harm") > 0.0
+
+
+def test_guard_low_traffic_ends_in_not_enough_traffic_never_a_verdict(repo_root: Path) -> None:
+    world = World(rate=5.0, noise=Noise("bursty", burst_rate=0.02), tenants=5)
+    outcomes = run(_staging(repo_root), world, HEALTHY, 6, SEED)
+    assert outcomes.ending == ["traffic"] * 6
+    broken = run(_staging(repo_root), world, Effect("+5pp", error_delta=0.05), 6, SEED)
+    assert "promoted" not in broken.ending
+
+
+def test_realistic_noise_is_what_it_says() -> None:
+    rng = np.random.default_rng(SEED)
+    world = World(rate=1000.0, noise=Noise("n", error_cv=2.0, neighbour_rate=0.2), tenants=5)
+    traffic = generate_step(world, HEALTHY, 0.1, 40, 15.0, 50, rng)
+    assert traffic.requests.shape == (50, 2, 5, 40)
+    ratios = traffic.errors.sum(axis=2) / np.maximum(traffic.requests.sum(axis=2), 1)
+    cv = ratios.std(axis=-1) / ratios.mean(axis=-1)
+    assert 1.5 < float(np.median(cv)) < 2.5  # overdispersed as asked (binomial alone: ~0.4)
+    latency = traffic.latency.sum(axis=2)  # runs x tracks x intervals x buckets
+    median_bucket = np.argmax(np.cumsum(latency, axis=-1) >= latency.sum(-1, keepdims=True) / 2, -1)
+    assert np.ptp(median_bucket, axis=-1).max() >= 1  # slow spells move the median
+
+
 def test_report_pools_chunks_and_bounds_false_fails(tmp_path: Path) -> None:
-    from delivery.simulation.report import BEGIN, END, Row, _replace_section, merge, wilson_upper
+    from judge_eval.report import BEGIN, END, Row, _replace_section, merge, wilson_upper
 
     def row(runs: int, fails: float) -> Row:
         return Row("main", "c", "A/A", "ours", runs, fails, 0.0, math.nan, 300.0, 0.1, 100.0,

@@ -24,8 +24,18 @@ def series(steps: Sequence[StepResult], metric: str) -> tuple[list[str], list[fl
     return labels, canary, baseline
 
 
+class ChartUnavailableError(RuntimeError):
+    """matplotlib is an optional extra of delivery."""
+
+
 def render(record: Finished, path: Path) -> None:
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError as exc:  # the runtime wheel does not need it
+        raise ChartUnavailableError(
+            "--chart needs matplotlib, an optional extra: install delivery[chart] "
+            "(uv sync installs it in the workspace)"
+        ) from exc
 
     matplotlib.use("Agg")  # no display in CI
     import matplotlib.pyplot as plt

@@ -27,7 +27,7 @@ from delivery import probes, step_checks
 from delivery.ancestry import ForwardDecision, Override, stable_commit
 from delivery.config import DeliveryConfig
 from delivery.delta import Allow, ChangeKind, GateDecision, Preview, gate
-from delivery.judge import JudgePolicy, Verdict, judge
+from delivery.judge import JudgePolicy, Verdict, judge, look_schedule
 from delivery.ledger import (
     Change,
     DeliveryView,
@@ -308,7 +308,7 @@ def converge(target: Target, ledger: Ledger, env: str, clock: Callable[[], float
 
 
 class Delivery:
-    def __init__(
+    def __init__(  # noqa: PLR0913  each parameter is an injected dependency
         self,
         cfg: DeliveryConfig,
         target: Target,
@@ -327,7 +327,8 @@ class Delivery:
         self.target = target
         self.metrics = metrics
         self.ledger = ledger
-        self.policy = policy
+        # The judge spends one delivery's budget over every step and extension (ADR 101).
+        self.policy = policy.for_delivery(steps=len(cfg.steps), max_extensions=cfg.max_extensions)
         self.out = printer
         self.clock = clock
         self.sleep = sleep
@@ -491,8 +492,15 @@ class Delivery:
                 deadline = step_started + step.bake_seconds
             else:
                 deadline = self.clock() + self.cfg.extension_seconds
-            early = self._bake(state, step_started, deadline, info, stable)
-            verdict, metrics_error = early or self._judge(step_started, info, stable, interim=False)
+            looks = look_schedule(
+                step.bake_seconds, self.cfg.interval_seconds, self.policy.interim_looks
+            )
+            schedule = looks if state.extensions == 0 else ()
+            early = self._bake(state, step_started, deadline, info, stable, schedule)
+            last = state.extensions >= self.cfg.max_extensions
+            verdict, metrics_error = early or self._judge(
+                step_started, info, stable, interim=False, at_limit=last
+            )
             self._alive()  # a process that died at the very end is named, not judged
             checks = self._step_checks(did, state, canary, start_snap)
             ended = self.clock()
@@ -587,14 +595,14 @@ class Delivery:
         return tuple(out)
 
     def _judge(
-        self, start: float, info: VersionInfo, stable: str, *, interim: bool
+        self, start: float, info: VersionInfo, stable: str, *, interim: bool, at_limit: bool = False
     ) -> tuple[Verdict, str]:
         window = Window(start, self.clock(), self.cfg.interval_seconds, info.version, stable)
         try:
             observation, error = self.metrics.observe(window), ""
         except MetricsUnavailableError as exc:
             observation, error = empty_observation(self.cfg.interval_seconds), str(exc)
-        return judge(observation, self.policy, interim=interim), error
+        return judge(observation, self.policy, interim=interim, at_limit=at_limit), error
 
     def _bake(
         self,
@@ -603,12 +611,13 @@ class Delivery:
         deadline: float,
         info: VersionInfo,
         stable: str,
+        schedule: tuple[float, ...] = (),
     ) -> tuple[Verdict, str] | None:
-        """Wait out the bake with live progress; an interim look may fail the step early."""
+        """Wait out the bake with live progress; an interim look (at `schedule`'s seconds into
+        the step, judge_policy.look_schedule) may fail the step early."""
         looks = 0
         running = "waiting for data"
         canary_n = baseline_n = 0.0
-        min_span = 2 * self.cfg.interval_seconds
         while (left := deadline - self.clock()) > 0:
             self.out.live(
                 progress_line(
@@ -624,7 +633,7 @@ class Delivery:
             )
             self.sleep(min(self.cfg.progress_seconds, left))
             self._alive()
-            if self.clock() - window_start < min_span or looks >= self.policy.interim_looks:
+            if looks >= len(schedule) or self.clock() - window_start < schedule[looks]:
                 continue
             if deadline - self.clock() <= 0:
                 break

@@ -15,7 +15,9 @@ from typing import Any, Literal, get_args
 
 MetricKind = Literal["error_ratio", "latency", "latency_tail", "request_rate"]
 Direction = Literal["increase", "decrease", "either"]
-ErrorTest = Literal["exact", "mwu_intervals"]
+# "dispersed": the count test with an interval-level overdispersion correction (ADR 100);
+# "exact": the same test without the correction; "mwu_intervals": Kayenta's per-interval ranks.
+ErrorTest = Literal["dispersed", "exact", "mwu_intervals"]
 Correction = Literal["holm", "bonferroni", "bh", "none"]
 
 METRIC_KINDS: tuple[str, ...] = get_args(MetricKind)
@@ -35,7 +37,15 @@ class MetricPolicy:
     tolerance is the effect size that is still acceptable, in the metric's effect unit:
     absolute ratio difference for error_ratio (0.0 = zero-error policy), relative change for
     the latency kinds and request_rate (0.05 = 5%). A metric fails only when the change in the
-    bad direction is both significant and larger than the tolerance.
+    bad direction is both significant and larger than the tolerance (Kayenta's allowedIncrease
+    is 1 + tolerance for the relative kinds).
+    min_effect is the smallest harmful effect: the metric passes only once the data could have
+    seen it (power >= JudgePolicy.power at the final look's alpha). None: no power requirement.
+    critical_effect (critical metrics only) is Kayenta's criticalIncrease: a failure whose effect
+    reaches it fails the whole verdict with score 0; a smaller failure only lowers the score.
+    None: every failure of a critical metric is critical (Kayenta's default of 1x).
+    test: the test of error_ratio and latency_tail counts, and of latency ("dispersed" corrects
+    every kind for overdispersion between intervals; "exact" does not).
     """
 
     name: str
@@ -46,7 +56,9 @@ class MetricPolicy:
     weight: float = 1.0
     per_tenant: bool = False
     quantile: float = 0.5  # latency: the quantile the effect is reported on; tail: the tail
-    test: ErrorTest = "exact"  # error_ratio only
+    test: ErrorTest = "exact"  # prod, staging and dev ask for "dispersed" (ADR 100)
+    min_effect: float | None = None
+    critical_effect: float | None = None
 
     def __post_init__(self) -> None:
         where = f"metric {self.name!r}"
@@ -58,6 +70,23 @@ class MetricPolicy:
         _check_range(f"{where}: tolerance", self.tolerance, 0.0, 10.0)
         _check_range(f"{where}: weight", self.weight, 0.0, 1000.0)
         _check_range(f"{where}: quantile", self.quantile, 0.01, 0.999)
+        if self.test == "mwu_intervals" and self.kind != "error_ratio":
+            raise PolicyError(f"{where}: test mwu_intervals is for error_ratio only")
+        if self.min_effect is not None:
+            _check_range(f"{where}: min_effect", self.min_effect, 1e-6, 10.0)
+            if self.min_effect <= self.tolerance:
+                raise PolicyError(
+                    f"{where}: min_effect ({self.min_effect}) must exceed the tolerance "
+                    f"({self.tolerance}): it is the smallest effect that is harmful"
+                )
+            if self.kind != "error_ratio":
+                raise PolicyError(f"{where}: min_effect is supported for error_ratio only")
+        if self.critical_effect is not None:
+            _check_range(f"{where}: critical_effect", self.critical_effect, 0.0, 10.0)
+            if not self.critical:
+                raise PolicyError(f"{where}: critical_effect needs critical: true (as in Kayenta)")
+            if self.critical_effect < self.tolerance:
+                raise PolicyError(f"{where}: critical_effect must be >= the tolerance")
 
 
 def default_metrics() -> tuple[MetricPolicy, ...]:
@@ -69,6 +98,7 @@ def default_metrics() -> tuple[MetricPolicy, ...]:
             tolerance=0.0,
             critical=True,
             per_tenant=True,
+            min_effect=0.05,
         ),
         MetricPolicy(
             name="latency",
@@ -92,18 +122,26 @@ def default_metrics() -> tuple[MetricPolicy, ...]:
 class JudgePolicy:
     """How one step's canary is judged against its baseline.
 
-    confidence: 1 - the false-fail budget of one step's verdict, spent across all metrics,
-        scopes (aggregate and tenants) and looks (interim looks and the final look).
+    confidence: 1 - the false-abort budget of one whole delivery, spent (Bonferroni, ADR 101)
+        across every step, interim look, final look and extension look, every metric plus the
+        data checks, and every scope (aggregate and tenants).
     min_requests: the minimum-sample guard, per track over the window; fewer means
         "inconclusive" (the pipeline extends the bake up to its limit, then fails).
     min_tenant_requests: per-track minimum for a tenant's rank tests; the exact count test
         needs no guard because untestable tenants drop out of the correction (Tarone).
     correction: multiple-comparison control across scopes within a metric ("none" exists only
         to measure what the correction buys; docs/judge.md shows the false fails it causes).
-    pass_score / marginal_score: Kayenta-style score thresholds (0-100).
-    interim_looks: how many interim looks per step the alpha is reserved for; interim looks
-        may fail a canary early but never pass it.
+    pass_score: the score (0-100, the weight share of the tested metrics that passed) a pass
+        needs; below it the verdict fails. There is no marginal band (ADR 102).
+    interim_looks: interim looks per step, spread over the bake by `look_schedule`; they may
+        fail a canary early on clear harm but never pass it.
     interim_alpha_share: the share of the budget spent on interim looks.
+    power: the power the data must have to see each metric's min_effect before it may pass.
+    split_tolerance: how far the canary's request count may fall short of (or exceed) the
+        baseline's, relatively, per scope, before a significant gap fails the verdict.
+    dispersion_block_seconds: the block length the overdispersion is measured on.
+    steps, max_extensions: the delivery's shape the budget is spread over; the pipeline sets
+        them from the canary section (`for_delivery`), they are not policy keys.
     aggregate_alpha_share: for per-tenant metrics, None corrects the aggregate and the tenants
         as one family; a share s gives the aggregate s of the metric's alpha on its own and the
         tenants the rest (docs/judge.md measures both).
@@ -115,10 +153,14 @@ class JudgePolicy:
     min_tenant_requests: int = 20
     correction: Correction = "holm"
     pass_score: float = 95.0
-    marginal_score: float = 75.0
     interim_looks: int = 9
     interim_alpha_share: float = 0.25
-    aggregate_alpha_share: float | None = None
+    aggregate_alpha_share: float | None = 0.5
+    power: float = 0.9
+    split_tolerance: float = 0.2
+    dispersion_block_seconds: float = 60.0
+    steps: int = 1
+    max_extensions: int = 0
 
     def __post_init__(self) -> None:
         _check_range("confidence", self.confidence, 0.5, 0.999999)
@@ -132,29 +174,43 @@ class JudgePolicy:
         _check_int("min_tenant_requests", self.min_tenant_requests, 2, 10**9)
         _check_choice("correction", self.correction, CORRECTIONS)
         _check_range("pass_score", self.pass_score, 0.0, 100.0)
-        _check_range("marginal_score", self.marginal_score, 0.0, 100.0)
-        if self.marginal_score > self.pass_score:
-            raise PolicyError(
-                f"marginal_score ({self.marginal_score}) must not exceed "
-                f"pass_score ({self.pass_score})"
-            )
         _check_int("interim_looks", self.interim_looks, 0, 10_000)
         _check_range("interim_alpha_share", self.interim_alpha_share, 0.0, 0.9)
         if self.aggregate_alpha_share is not None:
             _check_range("aggregate_alpha_share", self.aggregate_alpha_share, 0.05, 0.95)
+        _check_range("power", self.power, 0.5, 0.999)
+        _check_range("split_tolerance", self.split_tolerance, 0.01, 0.9)
+        _check_range("dispersion_block_seconds", self.dispersion_block_seconds, 0.0, 3600.0)
+        _check_int("steps", self.steps, 1, 100)
+        _check_int("max_extensions", self.max_extensions, 0, 100)
 
     @property
     def alpha(self) -> float:
         return 1.0 - self.confidence
 
+    def for_delivery(self, *, steps: int, max_extensions: int) -> JudgePolicy:
+        """This policy with the budget spread over a delivery of this shape."""
+        return replace(self, steps=steps, max_extensions=max_extensions)
+
     def look_alpha(self, *, interim: bool) -> float:
-        """The alpha one look may spend; interim looks split their share evenly (Bonferroni)."""
+        """The alpha one look may spend, by the declared rule (ADR 101): Bonferroni over every
+        look the delivery may take. Each step gets 1/steps of the budget; of that, interim
+        looks share `interim_alpha_share` evenly, and the final look plus each extension's look
+        share the rest evenly. It holds whatever the looks' timing and correlation."""
+        per_step = self.alpha / self.steps
         if interim:
             if self.interim_looks == 0:
                 return 0.0
-            return self.alpha * self.interim_alpha_share / self.interim_looks
+            return per_step * self.interim_alpha_share / self.interim_looks
         share = self.interim_alpha_share if self.interim_looks else 0.0
-        return self.alpha * (1.0 - share)
+        return per_step * (1.0 - share) / (1 + self.max_extensions)
+
+    def planned_alpha(self) -> float:
+        """The whole delivery's spend if every look is taken: never above 1 - confidence."""
+        return self.steps * (
+            self.interim_looks * self.look_alpha(interim=True)
+            + (1 + self.max_extensions) * self.look_alpha(interim=False)
+        )
 
     def with_overrides(self, **changes: Any) -> JudgePolicy:
         return replace(self, **changes)
@@ -166,7 +222,7 @@ class JudgePolicy:
             return cls()
         if not isinstance(data, Mapping):
             raise PolicyError(f"judge policy must be a mapping, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(cls)} - {"steps", "max_extensions"}
         _reject_unknown("judge", data, known)
         kwargs: dict[str, Any] = {}
         for key, value in data.items():
@@ -198,7 +254,9 @@ def _parse_metrics(value: Any) -> tuple[MetricPolicy, ...]:
                 raise PolicyError(f"{where}: missing required key {required!r}")
         kwargs: dict[str, Any] = {}
         for key, raw in item.items():
-            if key in ("tolerance", "weight", "quantile"):
+            if key in ("min_effect", "critical_effect") and raw is None:
+                kwargs[key] = None
+            elif key in ("tolerance", "weight", "quantile", "min_effect", "critical_effect"):
                 kwargs[key] = _as_float(f"{where}.{key}", raw)
             elif key in ("critical", "per_tenant"):
                 if not isinstance(raw, bool):
@@ -254,3 +312,18 @@ def _check_int(where: str, value: int, low: int, high: int) -> None:
         raise PolicyError(f"{where} must be an integer, got {value!r}")
     if not low <= value <= high:
         raise PolicyError(f"{where} must be within [{low}, {high}], got {value}")
+
+
+def look_schedule(bake_seconds: float, interval_seconds: float, looks: int) -> tuple[float, ...]:
+    """When a step's interim looks fall, in seconds into the bake: evenly over the whole bake
+    (look j of L at j / (L + 1) of it), each on an interval boundary and after at least two
+    intervals, all before the bake ends; looks that would coincide are merged. Pure."""
+    if bake_seconds <= 0 or interval_seconds <= 0 or looks <= 0:
+        return ()
+    times: list[float] = []
+    for j in range(1, looks + 1):
+        at = bake_seconds * j / (looks + 1)
+        at = max(2.0, math.ceil(at / interval_seconds - 1e-9)) * interval_seconds
+        if at < bake_seconds and (not times or at > times[-1]):
+            times.append(at)
+    return tuple(times)

@@ -26,13 +26,17 @@ BoolArray = npt.NDArray[np.bool_]
 
 
 def mann_whitney_from_counts(
-    canary: FloatArray, baseline: FloatArray, alternative: Alternative
+    canary: FloatArray,
+    baseline: FloatArray,
+    alternative: Alternative,
+    dispersion: FloatArray | float = 1.0,
 ) -> tuple[FloatArray, FloatArray]:
     """U statistic of the canary and its p-value, per row of bucket counts (shape S x B).
 
     Continuity-corrected normal approximation with the tie correction, as
-    scipy.stats.mannwhitneyu(method="asymptotic", use_continuity=True). Rows where either side
-    is empty get p = 1.
+    scipy.stats.mannwhitneyu(method="asymptotic", use_continuity=True); the variance is
+    multiplied by `dispersion` (the design effect of correlated requests, `rank_dispersion`).
+    Rows where either side is empty get p = 1.
     """
     c = np.asarray(canary, dtype=np.float64)
     b = np.asarray(baseline, dtype=np.float64)
@@ -45,7 +49,7 @@ def mann_whitney_from_counts(
     tie_term = (ties**3 - ties).sum(axis=-1)
     with np.errstate(divide="ignore", invalid="ignore"):
         variance = n1 * n2 / 12.0 * ((n + 1.0) - tie_term / (n * (n - 1.0)))
-        sd = np.sqrt(variance)
+        sd = np.sqrt(variance * np.asarray(dispersion, dtype=np.float64))
         mean = n1 * n2 / 2.0
         if alternative == "greater":
             z = (u - mean - 0.5) / sd
@@ -101,15 +105,65 @@ def fisher_exact(
 def _hypergeom_sf(
     k: FloatArray, total: FloatArray, events: FloatArray, n: FloatArray
 ) -> FloatArray:
+    """P(X > k) for X the canary's events, X ~ hypergeometric(total, events, n)."""
     t, e, d = (np.concatenate([x, x]) for x in (total, events, n))
-    return np.asarray(stats.hypergeom.sf(k, t, e, d), dtype=np.float64)
+    return _hypergeom_sum(k + 1.0, np.minimum(e, d), t, e, d)
 
 
 def _hypergeom_cdf(
     k: FloatArray, total: FloatArray, events: FloatArray, n: FloatArray
 ) -> FloatArray:
+    """P(X <= k), same X."""
     t, e, d = (np.concatenate([x, x]) for x in (total, events, n))
-    return np.asarray(stats.hypergeom.cdf(k, t, e, d), dtype=np.float64)
+    return _hypergeom_sum(np.maximum(0.0, d - (t - e)), k, t, e, d)
+
+
+_MAX_TERMS = 20_000
+
+
+def _hypergeom_sum(
+    low: FloatArray, high: FloatArray, total: FloatArray, events: FloatArray, n: FloatArray
+) -> FloatArray:
+    """Sum of the hypergeometric pmf over [low, high] per element, from log-gamma terms in
+    one vectorised pass (scipy's distribution machinery costs milliseconds per call; the
+    judge makes several per look). Falls back to scipy for very wide ranges."""
+    low = np.maximum(low, np.maximum(0.0, n - (total - events)))
+    high = np.minimum(high, np.minimum(events, n))
+    # Terms further than 15 sd + 60 from the mean are below 1e-40 of the total: skip them.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(total > 0, events / total, 0.0)
+        sd = np.sqrt(
+            n * share * (1.0 - share) * np.maximum(total - n, 0.0) / np.maximum(total - 1.0, 1.0)
+        )
+    mean = n * share
+    reach = np.floor(15.0 * sd + 60.0)
+    low = np.maximum(low, np.ceil(mean - reach))
+    high = np.minimum(high, np.floor(mean + reach))
+    span = np.where(high >= low, high - low + 1.0, 0.0)
+    width = int(span.max(initial=0.0))
+    if width == 0:
+        return np.zeros(low.shape)
+    if width > _MAX_TERMS:
+        return np.asarray(
+            stats.hypergeom.cdf(high, total, events, n)
+            - stats.hypergeom.cdf(low - 1.0, total, events, n),
+            dtype=np.float64,
+        )
+    x = low[:, None] + np.arange(width, dtype=np.float64)[None, :]
+    valid = x <= high[:, None]
+    x = np.where(valid, x, low[:, None])
+    t, e, d = total[:, None], events[:, None], n[:, None]
+    log_pmf = _log_choose(e, x) + _log_choose(t - e, d - x) - _log_choose(t, d)
+    log_pmf = np.where(valid, log_pmf, -np.inf)
+    with np.errstate(divide="ignore"):
+        result = np.exp(special.logsumexp(log_pmf, axis=1))
+    return np.asarray(np.where(span > 0, np.clip(result, 0.0, 1.0), 0.0), dtype=np.float64)
+
+
+def _log_choose(a: FloatArray, b: FloatArray) -> FloatArray:
+    return np.asarray(
+        special.gammaln(a + 1.0) - special.gammaln(b + 1.0) - special.gammaln(a - b + 1.0)
+    )
 
 
 def tarone_testable(p_min: FloatArray, alpha: float) -> BoolArray:
@@ -220,3 +274,198 @@ def rate_ratio_interval(
     centre = np.log(c / b)
     half = z * np.sqrt(1.0 / c + 1.0 / b)
     return np.asarray(np.exp(centre - half) - 1.0), np.asarray(np.exp(centre + half) - 1.0)
+
+
+def blocks(values: FloatArray, size: int) -> FloatArray:
+    """Sum the interval axis (axis 1 of scopes x intervals [x buckets]) into blocks of `size`
+    intervals, the last block taking the remainder."""
+    v = np.asarray(values, dtype=np.float64)
+    k = v.shape[1]
+    if size <= 1 or k == 0:
+        return v
+    starts = np.arange(0, k, size)
+    return np.asarray(np.add.reduceat(v, starts, axis=1), dtype=np.float64)
+
+
+def count_dispersion(
+    events_c: FloatArray, n_c: FloatArray, events_b: FloatArray, n_b: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Overdispersion of binomial counts between blocks, per scope (rows: scopes, columns:
+    blocks): Pearson's X^2 of each track around its own ratio, over the pooled degrees of
+    freedom, floored at 1 (quasi-likelihood; ADR 100). Tracks with no event (or only events)
+    carry no information about dispersion and are left out; fewer than 3 degrees of freedom
+    give 1. Returns the dispersion and its degrees of freedom."""
+    x2 = np.zeros(np.asarray(n_c).shape[0])
+    df = np.zeros_like(x2)
+    df_all = np.zeros_like(x2)
+    for e, n in ((events_c, n_c), (events_b, n_b)):
+        e = np.asarray(e, dtype=np.float64)
+        n = np.asarray(n, dtype=np.float64)
+        total = n.sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(total > 0, e.sum(axis=1) / total, 0.0)
+            informative = (ratio > 0) & (ratio < 1)
+            var = n * (ratio * (1.0 - ratio))[:, None]
+            terms = np.where(var > 0, (e - n * ratio[:, None]) ** 2 / var, 0.0)
+        cells = np.maximum((n > 0).sum(axis=1) - 1, 0)
+        x2 += np.where(informative, terms.sum(axis=1), 0.0)
+        df += np.where(informative, cells, 0)
+        df_all += cells
+    with np.errstate(divide="ignore", invalid="ignore"):
+        phi = np.maximum(np.where(df >= 3, x2 / df, 1.0), 1.0)
+    # The t reference takes the estimate's own degrees of freedom; with no estimate (phi 1),
+    # all the blocks count, for the gate in quasi_p_values.
+    return np.asarray(np.maximum(phi, 1.0)), np.asarray(np.where(phi > 1.0, df, df_all))
+
+
+def rank_dispersion(latency_c: FloatArray, latency_b: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Overdispersion of rank data between blocks, per scope (arrays scopes x blocks x
+    buckets): each block's mean mid-ridit against the pooled distribution of both tracks,
+    compared with its variance under independent requests (1 - sum of cubed bucket shares,
+    over 12, per request), around each track's own mean; floored at 1. It is the design
+    effect that inflates Mann-Whitney's variance when requests come in correlated groups
+    (a slow instance for a while, a noisy neighbour). Returns it with its degrees of freedom."""
+    c = np.asarray(latency_c, dtype=np.float64)
+    b = np.asarray(latency_b, dtype=np.float64)
+    pooled = c.sum(axis=1) + b.sum(axis=1)  # scopes x buckets
+    total = pooled.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shares = np.where(total[:, None] > 0, pooled / total[:, None], 0.0)
+        ridit = np.cumsum(shares, axis=1) - 0.5 * shares  # scopes x buckets
+        sigma2 = (1.0 - (shares**3).sum(axis=1)) / 12.0
+    x2 = np.zeros(c.shape[0])
+    df = np.zeros_like(x2)
+    for track in (c, b):
+        n = track.sum(axis=2)  # scopes x blocks
+        sums = (track * ridit[:, None, :]).sum(axis=2)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean_block = np.where(n > 0, sums / n, 0.0)
+            mean_track = np.where(n.sum(axis=1) > 0, sums.sum(axis=1) / n.sum(axis=1), 0.0)
+        x2 += (n * (mean_block - mean_track[:, None]) ** 2).sum(axis=1)
+        df += np.maximum((n > 0).sum(axis=1) - 1, 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        phi = np.where((df >= 3) & (sigma2 > 0), x2 / (sigma2 * df), 1.0)
+    return np.asarray(np.maximum(phi, 1.0)), np.asarray(df)
+
+
+def shared_dispersion(phi: FloatArray, n: FloatArray) -> FloatArray:
+    """Per scope (row 0 the aggregate, then its tenants): the larger of the scope's own
+    dispersion and the share of the aggregate's extra variance its size implies. Noise that
+    hits a whole track (a slow instance) inflates a tenant's variance in proportion to the
+    tenant's requests per block; the aggregate measures it on far more data than any tenant."""
+    phi = np.asarray(phi, dtype=np.float64)
+    n = np.asarray(n, dtype=np.float64)
+    if phi.size <= 1 or n[0] <= 0:
+        return phi
+    implied = 1.0 + (phi[0] - 1.0) * n / n[0]
+    return np.asarray(np.maximum(phi, implied))
+
+
+def quasi_p_values(p: FloatArray, phi: FloatArray, df: FloatArray) -> FloatArray:
+    """A p-value computed with an estimated dispersion, referred to Student's t on the
+    dispersion's degrees of freedom (quasi-likelihood): its normal-equivalent deviate is read
+    as a t statistic. At the tiny levels a delivery's budget needs, the normal reference would
+    be far too liberal with ten or twenty blocks. Without overdispersion (phi 1) p stands."""
+    p = np.asarray(p, dtype=np.float64)
+    df = np.asarray(df, dtype=np.float64)
+    z = special.ndtri(1.0 - np.clip(p, 1e-300, 1.0))
+    t = stats.t.sf(z, np.maximum(df, 1.0))
+    corrected = np.where(np.asarray(phi) > 1.0, np.maximum(p, t), p)
+    # Fewer than MIN_DF degrees of freedom (4 blocks a track): the spread cannot be measured,
+    # and a spell of noise as long as the window would look like an effect; nothing is shown.
+    return np.asarray(np.where(df >= MIN_DF, corrected, 1.0), dtype=np.float64)
+
+
+MIN_DF = 6
+
+
+def requests_for_power(
+    baseline_ratio: FloatArray | float,
+    effect: float,
+    alpha: float,
+    power: float,
+    dispersion: FloatArray | float = 1.0,
+) -> FloatArray:
+    """Requests per track a one-sided two-proportion test at `alpha` needs to see an absolute
+    increase `effect` over `baseline_ratio` with probability `power` (the normal-approximation
+    sample size, times the overdispersion)."""
+    p0 = np.clip(np.asarray(baseline_ratio, dtype=np.float64), 0.0, 1.0)
+    p1 = np.clip(p0 + effect, 0.0, 1.0)
+    mean = (p0 + p1) / 2.0
+    z_a = float(special.ndtri(1.0 - alpha))
+    z_b = float(special.ndtri(power))
+    spread = z_a * np.sqrt(2.0 * mean * (1.0 - mean)) + z_b * np.sqrt(
+        p0 * (1.0 - p0) + p1 * (1.0 - p1)
+    )
+    return np.asarray(np.asarray(dispersion) * (spread / effect) ** 2, dtype=np.float64)
+
+
+def split_p_values(n_c: FloatArray, n_b: FloatArray, tolerance: float) -> FloatArray:
+    """One p-value per scope for "the canary's request count is off the baseline's by more
+    than `tolerance` (relative), either way": the smaller of the two one-sided binomial tests
+    of the canary's share of both tracks' requests, doubled. Equal weights mean an expected
+    share of one half; the tolerance moves the null to its edge."""
+    c = np.rint(np.asarray(n_c, dtype=np.float64))
+    b = np.rint(np.asarray(n_b, dtype=np.float64))
+    total = c + b
+    low = (1.0 - tolerance) / (2.0 - tolerance)  # canary / baseline = 1 - tolerance
+    high = 1.0 / (2.0 - tolerance)  # baseline / canary = 1 - tolerance
+    short = stats.binom.cdf(c, total, low)
+    excess = stats.binom.sf(c - 1, total, high)
+    p = np.minimum(1.0, 2.0 * np.minimum(short, excess))
+    return np.asarray(np.where(total > 0, p, 1.0), dtype=np.float64)
+
+
+def mann_whitney_rows(
+    x: FloatArray, x_valid: BoolArray, y: FloatArray, y_valid: BoolArray, alternative: Alternative
+) -> tuple[FloatArray, FloatArray]:
+    """Mann-Whitney U per row of two samples given as padded rows with validity masks (S x K),
+    vectorised: p-values as scipy.stats.mannwhitneyu(method="asymptotic") (tie-corrected,
+    continuity-corrected), and the smallest p-value the pooled values allow (the largest all on
+    x for "greater"), for Tarone's rule. Rows with fewer than one value a side get 1."""
+    x = np.where(x_valid, x, np.nan)
+    y = np.where(y_valid, y, np.nan)
+    n1 = x_valid.sum(axis=1).astype(np.float64)
+    n2 = y_valid.sum(axis=1).astype(np.float64)
+    pooled = np.concatenate([x, y], axis=1)
+    valid = np.concatenate([x_valid, y_valid], axis=1)
+    equal = (pooled[:, :, None] == pooled[:, None, :]) & valid[:, :, None] & valid[:, None, :]
+    ties = equal.sum(axis=2).astype(np.float64)  # per element: how many equal it (itself too)
+    tie_term = np.where(valid, ties**2 - 1.0, 0.0).sum(axis=1)  # sum over groups of t^3 - t
+    n = n1 + n2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        variance = n1 * n2 / 12.0 * ((n + 1.0) - tie_term / (n * (n - 1.0)))
+
+    def p_of(u: FloatArray) -> FloatArray:
+        mean = n1 * n2 / 2.0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sd = np.sqrt(variance)
+            if alternative == "greater":
+                p = special.ndtr(-(u - mean - 0.5) / sd)
+            elif alternative == "less":
+                p = special.ndtr((u - mean + 0.5) / sd)
+            else:
+                p = np.minimum(1.0, 2.0 * special.ndtr(-(np.abs(u - mean) - 0.5) / sd))
+        ok = (n1 > 0) & (n2 > 0) & (variance > 0)
+        return np.asarray(np.where(ok, np.clip(p, 0.0, 1.0), 1.0), dtype=np.float64)
+
+    u = _u_statistic(x, x_valid, y, y_valid)
+    # The most extreme arrangement of the same pooled values: sorted, the top n1 on x.
+    ordered = np.sort(np.where(valid, pooled, np.inf), axis=1)  # valid values first, ascending
+    count = valid.sum(axis=1)
+    rank = np.arange(pooled.shape[1])[None, :]
+    top = (rank >= (count - n1)[:, None]) & (rank < count[:, None])
+    bottom = rank < (count - n1)[:, None]
+    if alternative == "less":
+        top, bottom = rank < n1[:, None], (rank >= n1[:, None]) & (rank < count[:, None])
+    u_best = _u_statistic(ordered, top, ordered, bottom)
+    return p_of(u), p_of(u_best)
+
+
+def _u_statistic(
+    x: FloatArray, x_valid: BoolArray, y: FloatArray, y_valid: BoolArray
+) -> FloatArray:
+    both = x_valid[:, :, None] & y_valid[:, None, :]
+    above = (x[:, :, None] > y[:, None, :]) & both
+    tied = (x[:, :, None] == y[:, None, :]) & both
+    return np.asarray(above.sum(axis=(1, 2)) + 0.5 * tied.sum(axis=(1, 2)), dtype=np.float64)

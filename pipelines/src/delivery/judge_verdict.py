@@ -11,8 +11,20 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 Outcome = Literal["pass", "fail", "inconclusive"]
-RowResult = Literal["pass", "fail", "insufficient", "missing"]
-MetricStatus = Literal["pass", "fail", "insufficient", "missing"]
+# pass: tested, no harm, enough data; fail: harm (or data the canary lacks); insufficient: too
+# little data to test, or to see the smallest harmful effect; missing: the baseline reports the
+# metric and the canary does not; untested: no data on either track.
+RowResult = Literal["pass", "fail", "insufficient", "missing", "untested"]
+MetricStatus = Literal["pass", "fail", "insufficient", "missing", "untested"]
+
+# What a reader sees in the tables: what happened, not only the code.
+WORDS: dict[str, str] = {
+    "pass": "passed",
+    "fail": "failed",
+    "insufficient": "too little data",
+    "missing": "missing on the canary",
+    "untested": "not tested",
+}
 
 AGGREGATE = "aggregate"
 
@@ -33,7 +45,7 @@ class EvidenceRow:
     p_adjusted: float | None  # after the multiple-comparison correction within the metric
     alpha: float  # what p_adjusted was compared with
     result: RowResult
-    unit: str  # "ratio" | "seconds" | "req/interval"
+    unit: str  # "ratio" | "seconds" | "req/interval" | "requests"
     effect_unit: str  # "pp" | "relative"
     note: str = ""
 
@@ -122,9 +134,12 @@ class Verdict:
         score = "n/a" if self.score is None else f"{self.score:.1f}"
         look = ", interim" if self.interim else ""
         title = f"Verdict: {self.outcome.upper()} (score {score}{look})"
+        tested = ", ".join(f"{m.name} {WORDS.get(m.status, m.status)}" for m in self.metrics)
         lines: list[str] = []
         if markdown:
             lines.append(f"**{title}**")
+            lines.append("")
+            lines.append(f"Metrics: {tested}")
             lines.append("")
             lines.append("| " + " | ".join(header) + " |")
             lines.append("|" + "|".join("---" for _ in header) + "|")
@@ -134,6 +149,7 @@ class Verdict:
         else:
             widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(header)]
             lines.append(title)
+            lines.append(f"metrics: {tested}")
             lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
             lines.append("  ".join("-" * w for w in widths))
             lines.extend(
@@ -141,7 +157,7 @@ class Verdict:
             )
             lines.extend(f"* {reason}" for reason in self.reasons)
         if hidden:
-            lines.append(f"({hidden} passing or insufficient tenant rows not shown)")
+            lines.append(f"({hidden} tenant rows that passed or had too little data not shown)")
         return "\n".join(lines) + "\n"
 
 
@@ -158,7 +174,7 @@ def _cells(row: EvidenceRow) -> list[str]:
         _p(row.p_value),
         _p(row.p_adjusted),
         f"{row.alpha:.2g}",
-        row.result + (f" ({row.note})" if row.note else ""),
+        WORDS.get(row.result, row.result) + (f" ({row.note})" if row.note else ""),
     ]
 
 

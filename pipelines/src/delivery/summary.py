@@ -230,7 +230,7 @@ def _git_fix(stderr: str) -> str:
     return "see the git message above"
 
 
-def one_line_error(exc: BaseException, *, context: str = "") -> str:
+def one_line_error(exc: BaseException, *, context: str = "") -> str:  # noqa: C901  a lookup of known failures
     """One line: what failed, and what to do about it."""
     names = _names(exc)
     where = f" ({context})" if context else ""

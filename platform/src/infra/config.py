@@ -216,6 +216,7 @@ class ServiceLayerConfig:
     environment: str
     region: str
     service: ServiceConfig
+    cell: str = ""  # empty: the environment's one service stack; else one cell's (ADR 136)
 
     @property
     def name(self) -> str:
@@ -313,11 +314,12 @@ def _cidrs(key: str, values: tuple[str, ...], *, allow_world: bool) -> tuple[str
     return values
 
 
-def parse_tenants(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def parse_tenants(text: str, cell: str = "") -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(tenant ids, generated signing-secret names) of the service's TOML tenants file.
 
     The file's format is the contract's (image_contracts.tenants); the platform needs the ids
-    and refuses signing secrets it cannot provide (env: refs, files elsewhere)."""
+    and refuses signing secrets it cannot provide (env: refs, files elsewhere). A cell's stack
+    holds that cell's tenants only: each must be placed (`cell = ...`) in this very cell."""
     key = f"{PROJECT}:tenants"
     try:
         entries = tenants_contract.parse_text(text)
@@ -327,6 +329,10 @@ def parse_tenants(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         raise ConfigError(f"{key}: at most {MAX_TENANTS} tenants (S3 lifecycle rule limit)")
     names: list[str] = []
     for tid, entry in entries.items():
+        if cell and entry.cell != cell:
+            raise ConfigError(
+                f"{key}: tenant {tid} is placed in cell {entry.cell!r}, not this stack's {cell!r}"
+            )
         for ref in entry.signing_secrets:
             name = ref.removeprefix(f"file:{SIGNING_DIR}/")
             if name == ref or not tenants_contract.is_tenant_id(name):
@@ -474,12 +480,15 @@ def _email(key: str, value: str) -> str:
     return value
 
 
-def parse_service(raw: Mapping[str, str], *, environment: str, region: str) -> ServiceLayerConfig:
+def parse_service(
+    raw: Mapping[str, str], *, environment: str, region: str, cell: str = ""
+) -> ServiceLayerConfig:
+    """A service stack's config; `cell` (from the stack name) narrows it to one cell's tenants."""
     r = _Reader(raw, Layer.SERVICE)
     _check_stack(environment, region)
     stable_replicas = r.integer("stableReplicas", 2, 1, 100)
     tenants_toml = r.string("tenants")
-    tenant_ids, signing_names = parse_tenants(tenants_toml)
+    tenant_ids, signing_names = parse_tenants(tenants_toml, cell)
     service = ServiceConfig(
         stable_version=_image_ref("stableVersion", r.string("stableVersion"), optional=False),
         canary_version=_image_ref("canaryVersion", r.string("canaryVersion", ""), optional=True),
@@ -493,4 +502,4 @@ def parse_service(raw: Mapping[str, str], *, environment: str, region: str) -> S
         tenant_ids=tenant_ids,
         signing_secret_names=signing_names,
     )
-    return ServiceLayerConfig(environment, region, service)
+    return ServiceLayerConfig(environment, region, service, cell)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from image_contracts.stacks import PROJECT
+from image_contracts.tenants import CELL_NAME
 
 ACCOUNT_STACK = "account"
 
@@ -33,7 +34,7 @@ class Layer(Enum):
 ORDER = (Layer.ACCOUNT, Layer.ENVIRONMENT, Layer.PLATFORM, Layer.SERVICE)
 _STACK = re.compile(
     r"(?P<env>[a-z][a-z0-9]{1,15})-(?P<layer>environment|platform|service)"
-    r"(-(?P<cell>[a-z0-9]{1,12}))?"
+    rf"(-(?P<cell>{CELL_NAME.pattern}))?"  # the contract's cell name, e.g. dev-service-dev-a
 )
 
 

@@ -31,7 +31,9 @@ def build(stack: StackId, raw: Mapping[str, str], region: str) -> dict[str, Any]
         )
     if stack.layer is Layer.PLATFORM:
         return platform.build(stack, config.parse_platform(raw, environment=env, region=region))
-    return service.build(stack, config.parse_service(raw, environment=env, region=region))
+    return service.build(
+        stack, config.parse_service(raw, environment=env, region=region, cell=stack.cell)
+    )
 
 
 def main() -> dict[str, Any]:

@@ -51,7 +51,7 @@ sudo -u runner ./config.sh --unattended --url https://github.com/{repository} \\
 
 
 class Runner(pulumi.ComponentResource):
-    def __init__(
+    def __init__(  # noqa: PLR0913  Pulumi component: name, its inputs, opts
         self,
         name: str,
         *,

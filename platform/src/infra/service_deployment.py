@@ -15,7 +15,7 @@ import pulumi
 from image_contracts.tracks import TRACKS
 from image_contracts.versions import version_error
 
-from infra import k8s_objects
+from infra import k8s_objects, tenant_routes
 from infra.k8s_objects import Manifest
 
 RUN_AS = 10001  # a high UID, distinct from any host user
@@ -68,6 +68,10 @@ class ServiceSpec:
     resources: Resources = field(default_factory=Resources)
     termination_grace_seconds: int = 30
     pre_stop_sleep_seconds: int = 5
+    # A cell (ADR 136): its objects' names and labels carry it, and its route takes only its
+    # tenants' paths (ADR 137). Empty: the environment's one service, routed at "/".
+    cell: str = ""
+    tenants: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if sum(self.weights) != 100 or min(self.weights) < 0:
@@ -83,6 +87,16 @@ class ServiceSpec:
     def canary_active(self) -> bool:
         return bool(self.canary_version) and self.weights[2] > 0
 
+    @property
+    def base(self) -> str:
+        """Prefix of the per-track objects' names: `<name>-<cell>` in a cell."""
+        return f"{self.name}-{self.cell}" if self.cell else self.name
+
+    @property
+    def app_labels(self) -> dict[str, str]:
+        cell = {"cell": self.cell} if self.cell else {}
+        return {"app.kubernetes.io/name": self.name, **cell}
+
 
 def image_ref(repository: pulumi.Input[str], version: str) -> pulumi.Input[str]:
     """repo:version: versions are immutable tags (image_contracts.versions), never digests."""
@@ -97,7 +111,7 @@ def _secret_key(path: str) -> str:
 
 
 def _labels(spec: ServiceSpec, track: str) -> dict[str, str]:
-    return {"app.kubernetes.io/name": spec.name, "track": track}
+    return {**spec.app_labels, "track": track}
 
 
 def _track_version(spec: ServiceSpec, track: str) -> str:
@@ -224,7 +238,7 @@ def _deployment(spec: ServiceSpec, track: str) -> Manifest:
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {
-            "name": f"{spec.name}-{track}",
+            "name": f"{spec.base}-{track}",
             "namespace": spec.namespace,
             "labels": {**labels, "version": _track_version(spec, track)},
         },
@@ -238,7 +252,7 @@ def _service(spec: ServiceSpec, track: str) -> Manifest:
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {
-            "name": f"{spec.name}-{track}",
+            "name": f"{spec.base}-{track}",
             "namespace": spec.namespace,
             "labels": {**labels, "metrics": "enabled"},
         },
@@ -253,7 +267,7 @@ def _service(spec: ServiceSpec, track: str) -> Manifest:
 def manifests(spec: ServiceSpec) -> list[Manifest]:
     """Every Kubernetes object of the service, in apply order."""
     ns = spec.namespace
-    app = {"app.kubernetes.io/name": spec.name}
+    app = spec.app_labels
     sa_meta: dict[str, Any] = {"name": spec.name, "namespace": ns, "labels": app}
     if spec.role_arn is not None:
         sa_meta["annotations"] = {"eks.amazonaws.com/role-arn": spec.role_arn}
@@ -310,12 +324,12 @@ def manifests(spec: ServiceSpec) -> list[Manifest]:
         {
             "apiVersion": "autoscaling/v2",
             "kind": "HorizontalPodAutoscaler",
-            "metadata": {"name": f"{spec.name}-stable", "namespace": ns, "labels": stable},
+            "metadata": {"name": f"{spec.base}-stable", "namespace": ns, "labels": stable},
             "spec": {
                 "scaleTargetRef": {
                     "apiVersion": "apps/v1",
                     "kind": "Deployment",
-                    "name": f"{spec.name}-stable",
+                    "name": f"{spec.base}-stable",
                 },
                 "minReplicas": spec.stable_replicas,
                 "maxReplicas": spec.stable_max_replicas,
@@ -333,7 +347,7 @@ def manifests(spec: ServiceSpec) -> list[Manifest]:
         {
             "apiVersion": "policy/v1",
             "kind": "PodDisruptionBudget",
-            "metadata": {"name": f"{spec.name}-stable", "namespace": ns, "labels": stable},
+            "metadata": {"name": f"{spec.base}-stable", "namespace": ns, "labels": stable},
             "spec": {"maxUnavailable": 1, "selector": {"matchLabels": stable}},
         },
         {
@@ -349,7 +363,8 @@ def manifests(spec: ServiceSpec) -> list[Manifest]:
                         "path": spec.metrics_path,
                         "interval": "15s",
                         # The service labels its own series with track/version/tenant: keep them
-                        # as exported rather than renaming them exported_*.
+                        # as exported rather than renaming them exported_*. Every series also
+                        # carries its pod's cell (absent outside cells), ADR 138.
                         "honorLabels": True,
                         "relabelings": [
                             {
@@ -357,51 +372,40 @@ def manifests(spec: ServiceSpec) -> list[Manifest]:
                                 "targetLabel": label,
                                 "action": "replace",
                             }
-                            for label in ("track", "version")
+                            for label in ("track", "version", "cell")
                         ],
                     }
                 ],
             },
         },
-        http_route(spec),
     ]
-    return out
+    return out + http_routes(spec)
 
 
-def http_route(spec: ServiceSpec) -> Manifest:
-    """One rule, three weighted backends: each canary step changes only the weights."""
-    return {
-        "apiVersion": "gateway.networking.k8s.io/v1",
-        "kind": "HTTPRoute",
-        "metadata": {"name": spec.name, "namespace": spec.namespace},
-        "spec": {
-            "parentRefs": [
-                {
-                    "group": "gateway.networking.k8s.io",
-                    "kind": "Gateway",
-                    "name": spec.gateway.name,
-                    "namespace": spec.gateway.namespace,
-                    "sectionName": spec.gateway.section,
-                }
-            ],
-            "hostnames": [spec.hostname],
-            "rules": [
-                {
-                    "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
-                    "backendRefs": [
-                        {
-                            "group": "",
-                            "kind": "Service",
-                            "name": f"{spec.name}-{track}",
-                            "port": spec.port,
-                            "weight": weight,
-                        }
-                        for track, weight in zip(TRACKS, spec.weights, strict=True)
-                    ],
-                }
-            ],
+def http_routes(spec: ServiceSpec) -> list[Manifest]:
+    """Weighted stable/baseline/canary backends: each canary step changes only the weights. In a
+    cell the paths are its tenants' (the placement table, ADR 137), else everything ("/")."""
+    if spec.cell and not spec.tenants:
+        return []  # an empty cell serves nobody; never a catch-all
+    paths = [tenant_routes.tenant_path(t) for t in spec.tenants] if spec.cell else []
+    return tenant_routes.routes(
+        spec.name,
+        spec.namespace,
+        paths or [tenant_routes.CATCH_ALL],
+        [
+            tenant_routes.Backend(f"{spec.base}-{track}", spec.port, weight)
+            for track, weight in zip(TRACKS, spec.weights, strict=True)
+        ],
+        parent={
+            "group": "gateway.networking.k8s.io",
+            "kind": "Gateway",
+            "name": spec.gateway.name,
+            "namespace": spec.gateway.namespace,
+            "sectionName": spec.gateway.section,
         },
-    }
+        hostname=spec.hostname,
+        labels=spec.app_labels if spec.cell else None,
+    )
 
 
 class ServiceDeployment(pulumi.ComponentResource):

@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import hashlib
 import logging
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 
 import anyio
 import pyvips
@@ -25,18 +22,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from image_service import faults
-from image_service.caching import cache_control, etag_for, none_match, rendition_digest
+from image_service.caching import cache_control, none_match
 from image_service.config import Limits
 from image_service.errors import DomainError
 from image_service.formats import MIME_TYPES, sniff
 from image_service.http_errors import error_response
 from image_service.memory import release_after
 from image_service.middleware import ObservabilityMiddleware
-from image_service.negotiate import choose_format
 from image_service.openapi import spec
-from image_service.options import RenditionOptions, parse_options, split_query
+from image_service.options import RenditionOptions
+from image_service.reads import IMAGE_ID, lookup, plan_read, rate_limit
 from image_service.service import ProbeFn, RenderFn, Service
-from image_service.signing import verify
 from image_service.storage import (
     Storage,
     StorageError,
@@ -48,7 +44,6 @@ from image_service.tenants import Tenant, bearer_key, key_matches
 from image_service.transform import ImageInfo, Rendered
 
 log = logging.getLogger("image_service")
-IMAGE_ID = re.compile(r"[0-9a-f]{64}")
 
 __all__ = ["Service", "create_app"]
 
@@ -71,16 +66,6 @@ async def _begin(request: Request, svc: Service) -> Tenant:
     if decision.error:
         raise DomainError("injected_fault", "fault injection is enabled on this process")
     return tenant
-
-
-def _rate_limit(svc: Service, tenant: Tenant) -> None:
-    wait = svc.limiter.check(tenant.id, tenant.requests_per_second, time.monotonic())
-    if wait is not None:
-        raise DomainError(
-            "rate_limited",
-            f"tenant {tenant.id} is limited to {tenant.requests_per_second:g} requests/s",
-            wait,
-        )
 
 
 def _authenticate(request: Request, tenant: Tenant) -> None:
@@ -122,7 +107,7 @@ async def upload(request: Request) -> Response:
     try:
         tenant = await _begin(request, svc)
         _authenticate(request, tenant)
-        _rate_limit(svc, tenant)
+        rate_limit(svc, tenant)
         # Bodies are held in memory until stored, so the number being received at once is
         # bounded, and shared by tenant: one tenant's stalled connections hold only its own
         # slots, and the body deadline frees them.
@@ -249,58 +234,6 @@ def _probe_and_release(
         release_after(len(body))
 
 
-def _lookup(storage: Storage, source_key: str, key: str | None) -> tuple[bool, bytes | None]:
-    """One storage round trip for a read: does the original exist, and the stored rendition."""
-    if not storage.exists(source_key):
-        return False, None
-    return True, None if key is None else storage.get(key)
-
-
-def _check_signature(
-    tenant: Tenant, image_id: str, options: RenditionOptions, signature: str | None
-) -> None:
-    if signature is None and tenant.allow_unsigned_reads:
-        return
-    if signature is None:
-        raise DomainError("signature_required", "this tenant requires signed URLs (sig=)")
-    if not verify(tenant.signing_secrets, tenant.id, image_id, options, signature):
-        raise DomainError("invalid_signature", "the signature does not match this URL")
-
-
-@dataclass(frozen=True)
-class ReadPlan:
-    """What a rendition URL means once parsed, verified and keyed."""
-
-    options: RenditionOptions
-    resolved: str | None  # output format; None: the original's own
-    digest: str
-    etag: str
-    negotiated: bool
-
-
-@functools.lru_cache(maxsize=8192)
-def plan_read(
-    tenant: Tenant,
-    image_id: str,
-    query: str,
-    accept: str | None,
-    max_dimension: int,
-    encoder_version: str,
-    background: tuple[int, int, int],
-) -> ReadPlan:
-    """Parse, check the signature, negotiate and key one rendition URL. Pure, so memoised:
-    a repeated URL (every stored-rendition read) skips the parsing and HMAC work, never the
-    check (only successes are remembered, and a tenant's new secrets are a new Tenant key)."""
-    options, signature = parse_options(split_query(query), max_dimension)
-    _check_signature(tenant, image_id, options, signature)
-    negotiated = options.format == "auto"
-    resolved = choose_format(accept) if negotiated else options.format
-    digest = rendition_digest(
-        image_id, options, resolved or "original", encoder_version, background
-    )
-    return ReadPlan(options, resolved, digest, etag_for(digest), negotiated)
-
-
 async def get_image(request: Request) -> Response:
     svc = _service(request)
     tenant = await _begin(request, svc)
@@ -318,7 +251,7 @@ async def get_image(request: Request) -> Response:
         svc.encoder_version,
         svc.settings.background,
     )
-    _rate_limit(svc, tenant)
+    rate_limit(svc, tenant)
     options, resolved, digest, etag = plan.options, plan.resolved, plan.digest, plan.etag
     headers = {"Cache-Control": cache_control(svc.settings.track), "ETag": etag}
     if plan.negotiated:
@@ -328,7 +261,7 @@ async def get_image(request: Request) -> Response:
     revalidating = none_match(request.headers.get("if-none-match"), etag)
     # The original is checked on every read, so a deleted image stops being served at once.
     found, cached = await svc.io(
-        "get", _lookup, svc.storage, source_key, None if revalidating else key, read=True
+        "get", lookup, svc.storage, source_key, None if revalidating else key, read=True
     )
     if not found:
         raise DomainError("not_found", "no such image")
@@ -371,7 +304,7 @@ async def delete_image(request: Request) -> Response:
     svc = _service(request)
     tenant = await _begin(request, svc)
     _authenticate(request, tenant)
-    _rate_limit(svc, tenant)
+    rate_limit(svc, tenant)
     image_id = _image_id(request)
     key = original_key(tenant.id, image_id)
     async with svc.quota.image(tenant.id, image_id):

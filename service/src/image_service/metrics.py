@@ -86,6 +86,9 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.base = {"track": track, "version": version}
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self._request_series: dict[
+            tuple[str, str, str, str], tuple[Counter, Histogram, Counter]
+        ] = {}
         tv = ["track", "version"]
         r = self.registry
         self.requests = Counter(
@@ -175,4 +178,19 @@ class Metrics:
         if found is None:
             found = metric.labels(self.base["track"], self.base["version"], *values)
             self._children[key] = found
+        return found
+
+    def request_series(
+        self, tenant: str, route: str, method: str, status: str
+    ) -> tuple[Counter, Histogram, Counter]:
+        """The three series one request updates, looked up once per label set (hot path)."""
+        key = (tenant, route, method, status)
+        found = self._request_series.get(key)
+        if found is None:
+            found = (
+                self.child(self.requests, tenant, route, method, status),
+                self.child(self.request_duration, tenant, route, method),
+                self.child(self.bytes_sent, tenant),
+            )
+            self._request_series[key] = found
         return found

@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from image_service.config import Limits
 from image_service.errors import DomainError
+from image_service.fastpath import serve_stored
 from image_service.http_errors import error_response
 from image_service.service import Service
 
@@ -67,24 +68,27 @@ class ObservabilityMiddleware:
                 sent += len(message.get("body", b""))
             await send(message)
 
-        m.child(m.inflight).inc()
+        inflight = m.child(m.inflight)
+        inflight.inc()
         try:
             refusal = header_refusal(scope["headers"], svc.settings.limits)
             if refusal is not None:
                 await error_response(refusal)(scope, receive, wrapped_send)
                 return
-            await self.app(scope, receive, wrapped_send)
+            if not (svc.fast_reads and await serve_stored(svc, scope, wrapped_send)):
+                await self.app(scope, receive, wrapped_send)
         finally:
-            m.child(m.inflight).dec()
+            inflight.dec()
             elapsed = time.perf_counter() - started
             route_obj = scope.get("route")
             route = getattr(route_obj, "path", "unmatched")
             tenant = scope.get("state", {}).get("tenant", "unknown")
             method = scope["method"] if scope["method"] in METHODS else "other"
-            m.child(m.requests, tenant, route, method, str(status)).inc()
-            m.child(m.request_duration, tenant, route, method).observe(elapsed)
+            requests, duration, bytes_sent = m.request_series(tenant, route, method, str(status))
+            requests.inc()
+            duration.observe(elapsed)
             if tenant != "unknown":
-                m.child(m.bytes_sent, tenant).inc(sent)
+                bytes_sent.inc(sent)
             if access_log.isEnabledFor(logging.INFO):
                 access_log.info(
                     "request",

@@ -46,6 +46,7 @@ class Service:
     quota: QuotaBook = field(default_factory=QuotaBook)
     draw: Callable[[], float] = random.random
     draining: bool = False
+    fast_reads: bool = True  # stored renditions through fastpath.py (ADR 096); tests compare
     encoder_version: str = ""
     inflight_renders: dict[str, asyncio.Future[transform.Rendered]] = field(default_factory=dict)
 

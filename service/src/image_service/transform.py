@@ -217,7 +217,7 @@ def _save(image: pyvips.Image, fmt: str, quality: int, limits: Limits) -> bytes:
     return bytes(out)
 
 
-def render(
+def render(  # noqa: C901  the libvips pipeline in order: load, orient, resize, colour, encode
     data: bytes,
     options: RenditionOptions,
     out_format: str,
@@ -240,6 +240,9 @@ def render(
     gravity = options.gravity
 
     colour = {"output_profile": "srgb"} if needs_colour_management(header) else {}
+    # The header image keeps its decoder (and its buffers) alive: with a large JPEG, a few MB
+    # per render held while the pixels are decoded a second time (ADR 097). Drop it first.
+    del header
 
     def thumb(width: int, height: int, **extra: Any) -> pyvips.Image:
         # thumbnail_buffer shrinks on load, honours EXIF orientation and, when asked, converts

@@ -75,7 +75,7 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
-def create_app(
+def create_app(  # noqa: C901  route handlers are closures over one data source
     sources: data.Sources,
     *,
     default_env: str,

@@ -89,7 +89,7 @@ def _staircase(points: Points, end: float) -> Points:
     return tuple(out)
 
 
-def line_chart(
+def line_chart(  # noqa: PLR0913  keyword-only drawing options of one chart
     title: str,
     lines: Sequence[Line],
     *,

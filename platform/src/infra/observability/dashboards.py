@@ -1,6 +1,9 @@
 """The four service dashboards, as data: golden signals, canary vs baseline, saturation, deploys.
 
 Metric names and labels are the contract in docs/architecture.md (prefix `image_service_`).
+Per-cell panels group by `cell`, fleet-wide ones sum without it (ADR 138). No `$cell` filter:
+a variable's "All" is `.+`, which would hide series from outside cells (and the console fills
+every variable that way).
 """
 
 from __future__ import annotations
@@ -89,6 +92,24 @@ def golden_signals() -> Dashboard:
                 (Target(f"sum by (code) (rate({REQUESTS}{{{_T}}}[{_RI}]))", "{{code}}"),),
                 unit="reqps",
             ),
+            Panel(
+                "Traffic per cell (req/s)",
+                (Target(f"sum by (cell) (rate({REQUESTS}{{{_T}}}[{_RI}]))", "{{cell}}"),),
+                unit="reqps",
+            ),
+            Panel(
+                "Errors per cell and fleet-wide (5xx ratio)",
+                (
+                    Target(_error_ratio("cell", _T), "{{cell}}"),
+                    Target(
+                        f'sum without (cell) (sum by (cell) (rate({REQUESTS}{{{_T}, code=~"5.."}}'
+                        f"[{_RI}]))) / sum without (cell) (sum by (cell) "
+                        f"(rate({REQUESTS}{{{_T}}}[{_RI}])))",
+                        "fleet",
+                    ),
+                ),
+                unit="percentunit",
+            ),
         ),
     )
 
@@ -103,29 +124,38 @@ def canary_vs_baseline() -> Dashboard:
                 "Traffic by track",
                 (
                     Target(
-                        f"sum by (track, version) (rate({REQUESTS}{{{_TV}}}[{_RI}]))",
-                        "{{track}} {{version}}",
+                        f"sum by (cell, track, version) (rate({REQUESTS}{{{_TV}}}[{_RI}]))",
+                        "{{cell}} {{track}} {{version}}",
                     ),
                 ),
                 unit="reqps",
             ),
             Panel(
                 "Error ratio by track",
-                (Target(_error_ratio("track, version", _TV), "{{track}} {{version}}"),),
+                (
+                    Target(
+                        _error_ratio("cell, track, version", _TV), "{{cell}} {{track}} {{version}}"
+                    ),
+                ),
                 unit="percentunit",
             ),
             Panel(
                 "p99 latency by track",
-                (Target(_quantile(0.99, "track, version", _TV), "{{track}} {{version}}"),),
+                (
+                    Target(
+                        _quantile(0.99, "cell, track, version", _TV),
+                        "{{cell}} {{track}} {{version}}",
+                    ),
+                ),
                 unit="s",
             ),
             Panel(
                 "Transform p95 by track",
                 (
                     Target(
-                        "histogram_quantile(0.95, sum by (track, version, le) "
+                        "histogram_quantile(0.95, sum by (cell, track, version, le) "
                         f"(rate(image_service_transform_duration_seconds_bucket{{{_TV}}}[{_RI}])))",
-                        "{{track}} {{version}}",
+                        "{{cell}} {{track}} {{version}}",
                     ),
                 ),
                 unit="s",
@@ -144,8 +174,9 @@ def saturation() -> Dashboard:
                 "Transform queue depth",
                 (
                     Target(
-                        f"max by (track, instance) (image_service_transform_queue_depth{_TRACK})",
-                        "{{track}} {{instance}}",
+                        "max by (cell, track, instance) "
+                        f"(image_service_transform_queue_depth{_TRACK})",
+                        "{{cell}} {{track}} {{instance}}",
                     ),
                 ),
             ),
@@ -153,8 +184,8 @@ def saturation() -> Dashboard:
                 "Transform workers",
                 (
                     Target(
-                        'sum by (track) (image_service_transform_workers{track=~"$track"})',
-                        "{{track}}",
+                        f"sum by (cell, track) (image_service_transform_workers{_TRACK})",
+                        "{{cell}} {{track}}",
                     ),
                 ),
             ),
@@ -162,8 +193,8 @@ def saturation() -> Dashboard:
                 "libvips memory",
                 (
                     Target(
-                        f"max by (track, instance) (image_service_vips_memory_bytes{_TRACK})",
-                        "{{track}} {{instance}}",
+                        f"max by (cell, track, instance) (image_service_vips_memory_bytes{_TRACK})",
+                        "{{cell}} {{track}} {{instance}}",
                     ),
                 ),
                 unit="bytes",
@@ -172,8 +203,8 @@ def saturation() -> Dashboard:
                 "In-flight requests",
                 (
                     Target(
-                        'sum by (track) (image_service_inflight_requests{track=~"$track"})',
-                        "{{track}}",
+                        f"sum by (cell, track) (image_service_inflight_requests{_TRACK})",
+                        "{{cell}} {{track}}",
                     ),
                 ),
             ),
@@ -188,9 +219,10 @@ def deploys() -> Dashboard:
         annotations=(
             Annotation(
                 name="Version started",
-                expr="count by (track, version) (image_service_build_info)"
-                " unless count by (track, version) (image_service_build_info offset 5m)",
-                title_format="{{track}} -> {{version}}",
+                # Per cell: a version reaching the next wave's cells is a marker of its own.
+                expr="count by (cell, track, version) (image_service_build_info)"
+                " unless count by (cell, track, version) (image_service_build_info offset 5m)",
+                title_format="{{cell}} {{track}} -> {{version}}",
             ),
         ),
         panels=(
@@ -198,8 +230,8 @@ def deploys() -> Dashboard:
                 "Versions serving (pods)",
                 (
                     Target(
-                        "count by (track, version) (image_service_build_info)",
-                        "{{track}} {{version}}",
+                        "count by (cell, track, version) (image_service_build_info)",
+                        "{{cell}} {{track}} {{version}}",
                     ),
                 ),
                 width=24,

@@ -2,6 +2,10 @@
 
 SLOs per tenant use multi-window, multi-burn-rate alerts (the SRE workbook's table): page on
 5m/1h at 14.4x and 30m/6h at 6x, ticket on 2h/1d at 3x and 6h/3d at 1x the error budget.
+
+Every service series carries `cell` (ADR 138): the service's rules group by it, so an alert
+names the cell it fires in, and the cell records have fleet-wide twins that sum without cell.
+Series from outside cells have no `cell` label; grouping by it then yields what it did before.
 """
 
 from __future__ import annotations
@@ -92,16 +96,16 @@ def error_ratio(window: str) -> str:
     # The `or ... * 0` arm yields 0 for tenants that never returned a 5xx, so the ratio always has
     # data under traffic, and it still fires when every request fails.
     return (
-        f'(sum by (tenant) (rate({REQUESTS}{{code=~"5.."}}[{window}]))'
-        f" or sum by (tenant) (rate({REQUESTS}[{window}])) * 0)"
-        f" / sum by (tenant) (rate({REQUESTS}[{window}]))"
+        f'(sum by (cell, tenant) (rate({REQUESTS}{{code=~"5.."}}[{window}]))'
+        f" or sum by (cell, tenant) (rate({REQUESTS}[{window}])) * 0)"
+        f" / sum by (cell, tenant) (rate({REQUESTS}[{window}]))"
     )
 
 
 def slow_ratio(window: str, le: str) -> str:
     return (
-        f'1 - sum by (tenant) (rate({DURATION}_bucket{{le="{le}"}}[{window}]))'
-        f" / sum by (tenant) (rate({DURATION}_count[{window}]))"
+        f'1 - sum by (cell, tenant) (rate({DURATION}_bucket{{le="{le}"}}[{window}]))'
+        f" / sum by (cell, tenant) (rate({DURATION}_count[{window}]))"
     )
 
 
@@ -127,8 +131,9 @@ def _burn_alert(
         labels=(("slo", slo),),
         summary=f"Tenant {{{{ $labels.tenant }}}} is burning its {slo} error budget",
         description=(
-            f"{what} for tenant {{{{ $labels.tenant }}}} exceeds the burn rate that spends the "
-            f"{objective:.2%} {slo} objective's budget too fast ({severity})."
+            f"{what} for tenant {{{{ $labels.tenant }}}} in cell {{{{ $labels.cell }}}} exceeds "
+            f"the burn rate that spends the {objective:.2%} {slo} objective's budget too fast "
+            f"({severity})."
         ),
         # The raw ratio, not the recorded series: a plain Prometheus without these rules can run it.
         signal=ratio("5m" if severity == "page" else "2h"),
@@ -157,12 +162,13 @@ def slo_group(targets: SloTargets) -> RuleGroup:
 
 
 def saturation_group(limits: SaturationLimits) -> RuleGroup:
-    by = "by (track, version, instance)"
+    by = "by (cell, track, version, instance)"
     queue = f"max {by} (image_service_transform_queue_depth)"
     workers = f"max {by} (image_service_transform_workers)"
     memory = f"max {by} (image_service_vips_memory_bytes)"
     storage = (
-        "sum by (track, version, backend, operation) (rate(image_service_storage_errors_total[5m]))"
+        "sum by (cell, track, version, backend, operation) "
+        "(rate(image_service_storage_errors_total[5m]))"
     )
     return RuleGroup(
         "image-service-saturation",
@@ -201,6 +207,36 @@ def saturation_group(limits: SaturationLimits) -> RuleGroup:
                     "The service fails {{ $labels.operation }} calls to {{ $labels.backend }} "
                     f"faster than {limits.storage_errors_per_second}/s for 5 minutes."
                 ),
+            ),
+        ),
+    )
+
+
+CELL_REQUESTS = "cell_code:image_service_requests:rate5m"
+FLEET_REQUESTS = "code:image_service_requests:rate5m"
+CELL_ERRORS = "cell:image_service_errors:ratio_rate5m"
+FLEET_ERRORS = "fleet:image_service_errors:ratio_rate5m"
+
+
+def cells_group() -> RuleGroup:
+    """Per cell and fleet-wide request rates and 5xx ratios: the fleet is the cells summed
+    without `cell`, so one Thanos Query over every cell's Prometheus gives both views."""
+    errors = '{code=~"5.."}'
+    return RuleGroup(
+        "image-service-cells",
+        (
+            Record(CELL_REQUESTS, f"sum by (cell, code) (rate({REQUESTS}[5m]))"),
+            Record(FLEET_REQUESTS, f"sum without (cell) ({CELL_REQUESTS})"),
+            Record(
+                CELL_ERRORS,
+                f"(sum by (cell) ({CELL_REQUESTS}{errors}) or sum by (cell) ({CELL_REQUESTS}) * 0)"
+                f" / sum by (cell) ({CELL_REQUESTS})",
+            ),
+            Record(
+                FLEET_ERRORS,
+                f"(sum without (cell, code) ({CELL_REQUESTS}{errors})"
+                f" or sum without (cell, code) ({CELL_REQUESTS}) * 0)"
+                f" / sum without (cell, code) ({CELL_REQUESTS})",
             ),
         ),
     )
@@ -267,6 +303,7 @@ def all_groups(
     return (
         slo_group(targets or SloTargets()),
         saturation_group(limits or SaturationLimits()),
+        cells_group(),
         platform_health_group(),
     )
 

@@ -296,7 +296,7 @@ def namespace_manifests(inp: MonitoringInputs) -> list[Manifest]:
 
 
 class Monitoring(pulumi.ComponentResource):
-    def __init__(
+    def __init__(  # noqa: PLR0913  Pulumi component: name, its inputs, opts
         self,
         name: str,
         cfg: ObservabilityConfig,

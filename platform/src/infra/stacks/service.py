@@ -21,6 +21,13 @@ from infra.stacks.refs import Exports, Lower
 
 SERVICE = "image-service"
 TENANTS_PATH = f"/etc/{SERVICE}/tenants.toml"
+# ADR 131: a cell's objects live under their own prefix (cells.<env>.yaml `storage.prefix`).
+CELL_PREFIX = "cells/{cell}"
+
+
+def storage_prefix(stack: StackId) -> str:
+    """The one prefix the stack's role may touch and its service stores under."""
+    return CELL_PREFIX.format(cell=stack.cell) if stack.cell else IMAGE_PREFIX
 
 
 def namespace(stack: StackId) -> str:
@@ -34,13 +41,14 @@ def build(stack: StackId, cfg: ServiceLayerConfig) -> Exports:
     platform = Lower(stack, Layer.PLATFORM)
     account = Lower(stack, Layer.ACCOUNT)
     bucket_arn, key_arn = env.get("imagesBucketArn"), env.get("bucketKeyArn")
+    storage = storage_prefix(stack)
     role = irsa_role(
         f"{name}-{SERVICE}",
         cluster=cluster,
         namespace=ns,
         service_accounts=[SERVICE],
         policy=pulumi.Output.all(bucket_arn, key_arn).apply(
-            lambda a: iam.object_access(a[0], [IMAGE_PREFIX], a[1])
+            lambda a: iam.object_access(a[0], [storage], a[1])
         ),
     )
     svc = cfg.service
@@ -69,11 +77,13 @@ def build(stack: StackId, cfg: ServiceLayerConfig) -> Exports:
             prometheus_namespace=MONITORING_NAMESPACE,
             role_arn=role.arn,
             env_prefix="IMAGE_SERVICE",
+            cell=cfg.cell,
+            tenants=svc.tenant_ids,
             env=(
                 # The one prefix the role allows: <prefix>/<tenant>/{originals,renditions}/.
                 (
                     "IMAGE_SERVICE_STORAGE",
-                    pulumi.Output.concat("s3://", env.get("imagesBucket"), f"/{IMAGE_PREFIX}"),
+                    pulumi.Output.concat("s3://", env.get("imagesBucket"), f"/{storage}"),
                 ),
                 ("IMAGE_SERVICE_TENANTS_FILE", TENANTS_PATH),
                 ("IMAGE_SERVICE_ENVIRONMENT", cfg.environment),
@@ -93,6 +103,8 @@ def build(stack: StackId, cfg: ServiceLayerConfig) -> Exports:
         "canaryVersion": svc.canary_version,
         "canaryWeight": svc.canary_weight,
         "namespace": ns,
+        "cell": cfg.cell,
+        "tenants": list(svc.tenant_ids),
         "serviceUrl": pulumi.Output.concat("https://", host),
         "stableImage": pulumi.Output.concat(
             account.get("imageRepositoryUrl"), ":", svc.stable_version

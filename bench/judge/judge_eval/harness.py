@@ -14,13 +14,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
-
 from delivery.judge import judge
 from delivery.judge_policy import JudgePolicy
-from delivery.simulation.baselines import ARGO, FLAGGER, ThresholdJudge, threshold_fail_times
-from delivery.simulation.observe import observation, run_intervals
-from delivery.simulation.scenarios import Scenario, affected_tenants, tenant_shares, track_effects
-from delivery.simulation.traffic import FloatArray, TrackCounts, TrafficModel, generate_track
+from delivery.judge_policy import look_schedule as pipeline_looks
+
+from judge_eval.baselines import ARGO, FLAGGER, ThresholdJudge, threshold_fail_times
+from judge_eval.observe import observation, run_intervals
+from judge_eval.scenarios import Scenario, affected_tenants, tenant_shares, track_effects
+from judge_eval.traffic import FloatArray, TrackCounts, TrafficModel, generate_track
 
 BATCH = 200  # runs generated at once: bounds memory (runs x tenants x intervals x buckets)
 
@@ -128,10 +129,16 @@ def evaluate(
 
 
 def look_schedule(model: TrafficModel, look_seconds: float) -> tuple[list[int], int, list[int]]:
-    """(interim looks, final look, extension looks) as interval counts."""
+    """(interim looks, final look, extension looks) as interval counts: the interim looks of
+    the pipeline's own `look_schedule` (as many as `look_seconds` apart would give), the final
+    look at the end of the window, then one look every `look_seconds` of the extension."""
     step = max(1, round(look_seconds / model.interval_seconds))
     final = model.window_intervals
-    interim = list(range(step, final, step))
+    count = len(range(step, final, step))
+    interim = [
+        round(t / model.interval_seconds)
+        for t in pipeline_looks(model.window_seconds, model.interval_seconds, count)
+    ]
     extension = list(range(final + step, model.total_intervals + 1, step))
     return interim, final, extension
 

@@ -13,7 +13,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from delivery.simulation.traffic import FloatArray, IntArray, TrackEffect, TrafficModel
+from judge_eval.traffic import FloatArray, IntArray, TrackEffect, TrafficModel
 
 BoolArray = npt.NDArray[np.bool_]
 Target = Literal["all", "random_tenant", "rank", "low_traffic_tenant"]

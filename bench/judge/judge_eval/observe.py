@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from delivery.observation import Interval, StepObservation, TrackSeries
-from delivery.simulation.traffic import TrackCounts, TrafficModel
+
+from judge_eval.traffic import TrackCounts, TrafficModel
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-from delivery.simulation.baselines import ARGO, FLAGGER, FLAGGER_SERVICE
-from delivery.simulation.report import KAYENTA, OURS, OURS_MWU, OURS_NONE, Row, wilson_upper
-from delivery.simulation.traffic import TrafficModel
+from judge_eval.baselines import ARGO, FLAGGER, FLAGGER_SERVICE
+from judge_eval.report import KAYENTA, OURS, OURS_MWU, OURS_NONE, Row, wilson_upper
+from judge_eval.traffic import TrafficModel
 
 JUDGES = (OURS, OURS_MWU, KAYENTA, FLAGGER.name, FLAGGER_SERVICE.name, ARGO.name)
 SHORT = {

@@ -18,9 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
 from delivery.judge_stats import histogram_quantile
-from delivery.simulation.traffic import FloatArray, TrackCounts, TrafficModel
+
+from judge_eval.traffic import FloatArray, TrackCounts, TrafficModel
 
 
 @dataclass(frozen=True)
