@@ -132,3 +132,34 @@ def test_serve_stored_answers_hits_and_declines_misses(
     assert not serve(b"w=30", "HEAD")
     assert not serve(b"w=0")  # invalid
     assert sent == []  # declined before sending anything
+
+
+def _requests(app: App, route: str) -> float:
+    value = app.service.metrics.registry.get_sample_value(
+        "image_service_http_requests_total",
+        {
+            "track": "canary",
+            "version": "abc123",
+            "tenant": "beta",
+            "route": route,
+            "method": "GET",
+            "code": "200",
+        },
+    )
+    return value or 0.0
+
+
+def test_the_fast_path_labels_requests_with_the_route_the_judge_queries(
+    pair: tuple[App, App], images: Images
+) -> None:
+    # The judge selects route=~"/v1/.*": a stored hit counted as "unmatched" would vanish
+    # from every verdict (a delivery then sees no traffic at all).
+    fast, full = pair
+    iid = fast.upload(images.png, tenant="beta", key=BETA_KEY).json()["id"]
+    path = f"/v1/beta/images/{iid}?w=30"
+    _reply(full, path)  # render and store
+    for app in pair:
+        before = _requests(app, "/v1/{tenant}/images/{image_id}")
+        assert _reply(app, path).status_code == 200
+        assert _requests(app, "/v1/{tenant}/images/{image_id}") == before + 1
+        assert _requests(app, "unmatched") == 0
