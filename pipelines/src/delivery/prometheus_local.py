@@ -25,10 +25,15 @@ scrape_configs:
 """
 
 
+LOCAL_CELL = "local"
+
+
 def write_targets(targets_file: Path, targets: dict[str, int]) -> None:
     """Atomically replace the target list: {track: port}."""
     doc = [
-        {"targets": [f"127.0.0.1:{port}"], "labels": {"slot": track}}
+        # The local environment is one cell: every series carries `cell`, as on EKS, so the
+        # per-cell and fleet-wide rules and dashboards have data here too.
+        {"targets": [f"127.0.0.1:{port}"], "labels": {"slot": track, "cell": LOCAL_CELL}}
         for track, port in sorted(targets.items())
     ]
     tmp = targets_file.with_suffix(".tmp")
