@@ -23,5 +23,6 @@ set -e
 echo "[local] ledger (.state/ledger/local.jsonl):"
 deliver ledger --env local | tail -n 6
 deliver dora --env local
-echo "[local] console: uv run deliver console --env local  ->  http://127.0.0.1:8470/"
+echo "[local] the console (ledger, verdicts, dashboards' data): uv run deliver console --env local"
+echo "[local]   then open http://127.0.0.1:8470/"
 exit $status

@@ -3,6 +3,7 @@ and the traffic generator on 127.0.0.1 free ports, driven through the `deliver` 
 policy (short bakes). Torn down in a finalizer whatever happens.
 """
 
+import difflib
 import os
 import shutil
 import subprocess
@@ -35,10 +36,62 @@ VERSIONS: dict[str, dict[str, Any]] = {
     # Refuses to start (fault injection in a production-marked process): a canary that crash-loops
     # before it ever takes traffic.
     "crashloop": {"IMAGE_SERVICE_ENVIRONMENT": "prod", "IMAGE_SERVICE_FAULT_ERROR_RATE": "0.05"},
+    # Issue 13: a low error rate, and a version whose process the test kills mid-step.
+    "low-5xx": {"IMAGE_SERVICE_FAULT_ERROR_RATE": "0.02"},
+    "exits": {},
+    # Patched versions (PATCHES): regressions made in the code, as a person would make them.
+    "wrong-size": {},
+    "broken-upload": {},
+    "leak": {},
+}
+
+# name -> (file, text, replacement): the working tree's service with one change.
+PATCHES: dict[str, tuple[str, str, str]] = {
+    # Renditions two pixels too wide, 200 OK and fast.
+    "wrong-size": (
+        "service/src/image_service/transform.py",
+        "    box_w, box_h = options.target_size()\n",
+        "    box_w, box_h = options.target_size()\n"
+        "    box_w = box_w + 2 if box_w else box_w  # the regression\n",
+    ),
+    # Every upload fails; reads still work.
+    "broken-upload": (
+        "service/src/image_service/app.py",
+        "    request.state.body_read = False\n",
+        "    request.state.body_read = False\n"
+        '    raise RuntimeError("the write path is broken")  # the regression\n',
+    ),
+    # 512 KiB kept for ever per image read: a steady leak.
+    "leak": (
+        "service/src/image_service/app.py",
+        "async def get_image(request: Request) -> Response:\n",
+        "async def get_image(request: Request) -> Response:\n"
+        '    globals().setdefault("_LEAK", []).append(b"\\x01" * (1 << 19))  # the regression\n',
+    ),
 }
 
 
-def policy(state: Path, ledger: Path) -> dict[str, Any]:
+def write_patches(repo: Path, folder: Path) -> dict[str, str]:
+    """One diff per patched version, against the working tree as it is now."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for name, (rel, old, new) in PATCHES.items():
+        text = (repo / rel).read_text()
+        assert text.count(old) == 1, f"{name}: {old!r} is not once in {rel}"
+        diff = difflib.unified_diff(
+            text.splitlines(keepends=True),
+            text.replace(old, new).splitlines(keepends=True),
+            f"a/{rel}",
+            f"b/{rel}",
+        )
+        path = folder / f"{name}.diff"
+        path.write_text("".join(diff))
+        out[name] = str(path)
+    return out
+
+
+def policy(state: Path, ledger: Path, patches: dict[str, str] | None = None) -> dict[str, Any]:
+    patches = patches or {}
     return {
         "schema_version": 1,
         "environment": ENV,
@@ -52,7 +105,12 @@ def policy(state: Path, ledger: Path) -> dict[str, Any]:
                 "tenants": ["acme", "globex", "initech", "umbrella"],
                 "initial_stable": "v0",
                 "versions": {
-                    name: {"source": "worktree", "env": env} for name, env in VERSIONS.items()
+                    name: {
+                        "source": "worktree",
+                        "env": env,
+                        **({"patch": patches[name]} if name in patches else {}),
+                    }
+                    for name, env in VERSIONS.items()
                 },
             },
         },
@@ -204,7 +262,8 @@ def local_env(repo_root: Path) -> Iterator[LocalEnv]:
     envs = base / "environments"
     envs.mkdir()
     state, ledger = base / "state", base / "ledger.jsonl"
-    (envs / f"delivery.{ENV}.yaml").write_text(yaml.safe_dump(policy(state, ledger)))
+    patches = write_patches(repo_root, base / "patches")
+    (envs / f"delivery.{ENV}.yaml").write_text(yaml.safe_dump(policy(state, ledger, patches)))
     cfg = load(ENV, envs)
     assert cfg.local is not None
     handle = LocalEnv(repo_root, envs, ledger, LocalEnvironment(repo_root, cfg.local, ENV))

@@ -6,6 +6,7 @@ asks for it with `deliver_once`, so the suite holds in random order.
 """
 
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -20,7 +21,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def failed(counts: dict[str, dict[str, int]]) -> int:
-    return sum(n for per in counts.values() for code, n in per.items() if not code.startswith("2"))
+    """What users saw fail: 5xx and no answer. The mix's 304s (conditional reads) succeed."""
+    return sum(
+        n for per in counts.values() for code, n in per.items() if code.startswith(("5", "t"))
+    )
 
 
 def total(counts: dict[str, dict[str, int]]) -> int:
@@ -64,9 +68,10 @@ def test_2_bad_version_aborts_at_first_step_and_users_barely_notice(local_env: A
     assert result.returncode == 3, local_env.dump(result)
     entry = local_env.first("bad-5xx")
     assert entry["outcome"] == "aborted"
-    # Aborted at the first step: the weight never rose past 40% (an extension adds a record).
-    assert {s["weight"] for s in entry["steps"]} == {40}
-    assert "error_ratio" in entry["reason"]
+    # The golden probes may see a 500 before any traffic shifts; otherwise the judge at 40%
+    # (an extension adds a record at the same weight): the weight never rose past 40%.
+    assert {s["weight"] for s in entry["steps"]} <= {40}
+    assert re.search(r"error_ratio|status 500 != 20\d", entry["reason"]), entry["reason"]
     seen = diff(local_env.traffic(), before)
     # At most the canary's share (40%) of the 5% fault, plus tolerance for the short run.
     assert failed(seen) <= (0.40 * 0.05 + 0.01) * total(seen), seen
@@ -250,7 +255,7 @@ def test_redeploying_an_old_version_is_refused(local_env: Any) -> None:
     local_env.deliver_once("bad-5xx")
     result = local_env.deliver("run", "--version", "bad-5xx")
     assert result.returncode == 4, local_env.dump(result)
-    assert "never redeployed" in result.stdout
+    assert "never redeployed" in " ".join(result.stdout.split())  # the summary wraps lines
     _ = subprocess  # keep the import for type checkers of Popen
 
 

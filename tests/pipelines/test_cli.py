@@ -92,6 +92,10 @@ def test_ledger_and_dora_read_a_given_ledger(
     figures = json.loads(capsys.readouterr().out)
     assert figures["change_fail_rate"] == 0.5
     assert figures["lead_time_seconds"] == 300.0
+    assert cli.main(["dora", "--ledger", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "per day" not in text  # two deliveries in an hour are not a daily rate (ADR 112)
+    assert "lead time: median 5 min" in text or "lead time: median 5m" in text, text
 
 
 def test_summary_and_chart_from_a_record(tmp_path: Path) -> None:
@@ -258,3 +262,36 @@ def test_a_library_value_error_mid_command_is_an_error_in_one_line(
     assert cli.main(["dora", "--ledger", "x.jsonl"]) == 1
     err = capsys.readouterr().err
     assert err == "deliver: error: ValueError: bad value deep in a library\n"
+
+
+MISSING_HAPROXY = "haproxy is not installed: run scripts/setup.sh (Debian: apt-get install)"
+
+
+def test_a_missing_tool_is_one_line_with_the_fix_and_debug_adds_the_traceback(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(args: object) -> int:
+        raise FileNotFoundError(2, "No such file or directory", "haproxy")
+
+    monkeypatch.setattr(cli, "cmd_dora", broken)
+    monkeypatch.delenv("DELIVER_DEBUG", raising=False)
+    assert cli.main(["dora", "--ledger", "x.jsonl"]) == 1
+    err = capsys.readouterr().err
+    assert err == f"deliver: error: {MISSING_HAPROXY}\n"
+    monkeypatch.setenv("DELIVER_DEBUG", "1")
+    assert cli.main(["dora", "--ledger", "x.jsonl"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):")
+    assert err.endswith(f"deliver: error: {MISSING_HAPROXY}\n")
+
+
+def test_allow_backward_needs_a_reason(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def nothing_may_start(*args: object) -> None:
+        raise AssertionError("a bad override must fail before anything starts")
+
+    monkeypatch.setattr(cli, "Context", nothing_may_start)
+    code = cli.main(["run", "--env", "local", "--version", "x", "--allow-backward", " "])
+    assert code == 2
+    assert "--allow-backward: an override needs a reason" in capsys.readouterr().err

@@ -4,12 +4,15 @@ proving the control flow and what lands in the ledger."""
 
 import contextlib
 import io
+import json
+import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from delivery.ancestry import Ancestry, ForwardDecision, Override, Relation, decide
 from delivery.config import DeliveryConfig, Step
 from delivery.delta import DeltaPolicy, Preview, ResourceOp
 from delivery.flow import (
@@ -21,10 +24,12 @@ from delivery.flow import (
     RunResult,
     State,
     Stopped,
+    Witnesses,
     abort,
     after_checks,
     after_verdict,
     converge,
+    liveness_reason,
     recover,
     start,
 )
@@ -32,8 +37,18 @@ from delivery.judge import JudgePolicy
 from delivery.ledger import SCHEMA_VERSION, Change, FileLedger, Outcome, deliveries, to_json
 from delivery.metrics import MetricsUnavailableError, Window
 from delivery.observation import Interval, StepObservation, TrackSeries
+from delivery.probes import (
+    DEFAULT_TOLERANCE,
+    Answer,
+    ProbeReport,
+    ProbeResult,
+    ProbeSpec,
+    SentRequest,
+    compare_all,
+)
 from delivery.progress import Printer
-from delivery.target import Check, TargetState, VersionInfo
+from delivery.step_checks import ServerSample, Snapshot, TrackSample
+from delivery.target import Check, Endpoints, Health, TargetState, VersionInfo
 
 
 def walk(outcomes: list[str], steps: int = 3, max_extensions: int = 1) -> list[State]:
@@ -146,6 +161,9 @@ class FakeTarget:
     checks_pass: bool = True
     ops: tuple[ResourceOp, ...] = (ResourceOp("urn:c", "svc", "create"),)
     platform_ops: tuple[ResourceOp, ...] = ()
+    urls: Endpoints | None = None
+    # What health() answers, one entry per call; the last one repeats.
+    healths: list[tuple[Health, ...]] = field(default_factory=lambda: [()])
 
     def resolve(self, version: str) -> VersionInfo:
         return VersionInfo(version, "c0ffee" + version, "2026-01-01T00:00:00+00:00")
@@ -185,6 +203,12 @@ class FakeTarget:
 
     def metrics_url(self) -> str:
         return "http://fake"
+
+    def endpoints(self) -> Endpoints | None:
+        return self.urls
+
+    def health(self) -> tuple[Health, ...]:
+        return self.healths.pop(0) if len(self.healths) > 1 else self.healths[0]
 
 
 @dataclass
@@ -450,3 +474,187 @@ def test_platform_change_is_its_own_delivery(tmp_path: Path) -> None:
     refused = d.run_platform(RunRequest(""))
     assert refused.outcome is Outcome.REFUSED
     assert "mixes a platform change" in refused.reason
+
+
+# --- beside the judge: liveness, ancestry, golden probes, step checks -----------------------
+def test_liveness_reason_names_the_track_the_exit_and_the_time() -> None:
+    at = 1_800_000_000.0  # 2027-01-15T08:00:00Z
+    assert liveness_reason([Health("baseline", True, True)], at) == ""
+    exited = [Health("baseline", True, True), Health("canary", False, False, exit_status=1)]
+    assert liveness_reason(exited, at) == "canary process exited with status 1 at 08:00:00 UTC"
+    killed = [Health("canary", False, False, exit_status=-9)]
+    assert liveness_reason(killed, at) == "canary process was killed by SIGKILL at 08:00:00 UTC"
+    unready = [Health("baseline", True, False, detail="/readyz answered 503 draining")]
+    assert liveness_reason(unready, at) == (
+        "baseline stopped being ready at 08:00:00 UTC: /readyz answered 503 draining"
+    )
+
+
+def test_a_canary_that_exits_mid_step_aborts_at_once_and_the_weight_never_rises(
+    tmp_path: Path,
+) -> None:
+    # Alive for the first step's checks and two progress ticks, then dead.
+    dead = (Health("canary", False, False, exit_status=1), Health("baseline", True, True))
+    target = FakeTarget(healths=[(), (), (), dead])
+    d, _, _ = delivery(tmp_path, target, healthy())
+    result = d.run(RunRequest("v2"))
+    assert result.outcome is Outcome.ABORTED
+    assert not result.error  # an observation, not a pipeline error
+    assert re.fullmatch(
+        r"canary process exited with status 1 at \d\d:\d\d:\d\d UTC", result.reason
+    ), result.reason
+    assert target.calls == ["preview", "start v2", "weight 10", "abort"]
+
+
+def test_the_weight_never_rises_onto_a_backend_that_is_not_ready(tmp_path: Path) -> None:
+    unready = (Health("canary", True, True), Health("baseline", True, False, detail="503"))
+    target = FakeTarget(healths=[unready])
+    d, _, _ = delivery(tmp_path, target, healthy())
+    result = d.run(RunRequest("v2"))
+    assert result.outcome is Outcome.ABORTED
+    assert "baseline stopped being ready" in result.reason
+    assert not any(c.startswith("weight") for c in target.calls)
+
+
+def test_a_backward_commit_is_refused_unless_an_override_says_why(tmp_path: Path) -> None:
+    seen: list[tuple[str | None, str | None]] = []
+
+    def backward(c: str | None, s: str | None, o: Override | None) -> ForwardDecision:
+        seen.append((c, s))
+        facts = Ancestry(c, s or "5ab1e", Relation.BACKWARD, "1 commit (5ab1e fix)")
+        return decide(facts, o)
+
+    target = FakeTarget()
+    d, _, _ = delivery(tmp_path, target, healthy())
+    d.forward = backward
+    refused = d.run(RunRequest("v2"))
+    assert refused.outcome is Outcome.REFUSED
+    assert "is an ancestor of stable's" in refused.reason
+    assert "start v2" not in target.calls
+    assert seen == [("c0ffeev2", None)]  # the ledger never promoted stable with a commit
+
+    allowed = d.run(RunRequest("v3", backward=Override("revert a bad schema", "ana")))
+    assert allowed.outcome is Outcome.PROMOTED
+    (recorded,) = stored(allowed)["overrides"]
+    assert recorded.startswith("allow-backward: ")
+    assert json.loads(recorded.removeprefix("allow-backward: "))["override_by"] == "ana"
+
+
+def _report(canary_status: int) -> ProbeReport:
+    spec = ProbeSpec("thumb-png", "GET", "png")
+    sent = SentRequest("GET", "/v1/acme/images/x?w=24")
+    result = ProbeResult(spec, sent, Answer(canary_status), sent, Answer(200))
+    return compare_all([result], DEFAULT_TOLERANCE)
+
+
+ENDS = Endpoints("http://s", "http://b", "http://c", "acme", "k", "http://g/haproxy-metrics")
+
+
+@dataclass
+class FakeWitnesses:
+    """Golden probes that answer as scripted per run id, and snapshots from a list."""
+
+    failing_runs: set[str] = field(default_factory=set)
+    runs: list[str] = field(default_factory=list)
+    snaps: list[Snapshot] = field(default_factory=list)
+
+    def preflight(self, stable: str, baseline: str, tenant: object, *, run_id: str) -> Any:
+        self.runs.append(run_id)
+        return _report(200), DEFAULT_TOLERANCE
+
+    def probe_step(self, canary: str, baseline: str, tenant: object, **kw: Any) -> ProbeReport:
+        self.runs.append(kw["run_id"])
+        return _report(500 if kw["run_id"] in self.failing_runs else 200)
+
+    def snapshot(self, ends: Endpoints) -> Snapshot:
+        return self.snaps.pop(0) if len(self.snaps) > 1 else (self.snaps or [Snapshot()])[0]
+
+    def witnesses(self) -> Witnesses:
+        return Witnesses(self.preflight, self.probe_step, self.snapshot)
+
+
+def test_golden_probes_run_before_traffic_and_after_every_step(tmp_path: Path) -> None:
+    fake = FakeWitnesses()
+    target = FakeTarget(urls=ENDS)
+    d, _, _ = delivery(tmp_path, target, healthy())
+    d.witnesses = fake.witnesses()
+    result = d.run(RunRequest("v2"))
+    assert result.outcome is Outcome.PROMOTED
+    did = stored(result)["delivery_id"]
+    assert fake.runs == [f"{did}-pre", f"{did}-0", f"{did}-1-0", f"{did}-2-0"]
+    rec = stored(result)
+    assert [c["name"] for c in rec["checks"]] == ["runs as non-root", "golden probes"]
+    assert all(s["checks"][-1]["name"] == "golden probes" for s in rec["steps"])
+
+
+def test_a_probe_difference_before_traffic_aborts_with_the_request(tmp_path: Path) -> None:
+    target = FakeTarget(urls=ENDS)
+    d, _, out = delivery(tmp_path, target, healthy())
+    fake = FakeWitnesses()
+
+    def first_fails(canary: str, baseline: str, tenant: object, **kw: Any) -> ProbeReport:
+        fake.runs.append(kw["run_id"])
+        return _report(500 if kw["run_id"].endswith("-0") else 200)
+
+    d.witnesses = Witnesses(fake.preflight, first_fails, fake.snapshot)
+    result = d.run(RunRequest("v2"))
+    assert result.outcome is Outcome.ABORTED
+    assert result.reason.startswith("post-deploy checks failed: golden probes (1 of 1 golden")
+    assert "thumb-png: status 500 != 200" in result.reason
+    assert [c for c in target.calls if c.startswith("weight")] == []
+    assert "GET /v1/acme/images/x?w=24" in out.getvalue()  # the request and both answers
+    (probe,) = [c for c in stored(result)["checks"] if c["name"] == "golden probes"]
+    assert "thumb-png: status 500 != 200" in probe["detail"]
+
+
+def test_a_probe_difference_at_a_step_aborts_naming_the_probe(tmp_path: Path) -> None:
+    target = FakeTarget(urls=ENDS)
+    d, _, _ = delivery(tmp_path, target, healthy())
+    fake = FakeWitnesses()
+
+    def second_step_fails(canary: str, baseline: str, tenant: object, **kw: Any) -> ProbeReport:
+        fake.runs.append(kw["run_id"])
+        return _report(500 if kw["run_id"].endswith("-2-0") else 200)
+
+    d.witnesses = Witnesses(fake.preflight, second_step_fails, fake.snapshot)
+    result = d.run(RunRequest("v2"))
+    assert result.outcome is Outcome.ABORTED
+    assert result.reason.startswith("failed at 50%: golden probes: 1 of 1 golden probes differ")
+    assert "thumb-png: status 500 != 200" in result.reason
+    assert "promote" not in target.calls
+
+
+def _snap(rss_mb: float, canary_5xx: float, gw_5xx: float, gw_conn: float) -> Snapshot:
+    mb = 1024 * 1024
+    track = TrackSample(rss_bytes=rss_mb * mb, cpu_seconds=None, requests=0, errors_5xx=0)
+    return Snapshot(
+        tracks={
+            "canary": replace(track, errors_5xx=canary_5xx),
+            "baseline": replace(track, rss_bytes=50 * mb),
+        },
+        gateway={
+            "canary": ServerSample(1000, gw_5xx, gw_conn, 0),
+            "baseline": ServerSample(1000, 0, 0, 0),
+        },
+    )
+
+
+def test_a_leak_fails_the_step_on_memory_growth(tmp_path: Path) -> None:
+    target = FakeTarget(urls=ENDS)
+    d, _, _ = delivery(tmp_path, target, healthy())
+    fake = FakeWitnesses(snaps=[_snap(50, 0, 0, 0), _snap(50, 0, 0, 0), _snap(250, 0, 0, 0)])
+    d.witnesses = fake.witnesses()
+    result = d.run(RunRequest("v2"))
+    assert result.outcome is Outcome.ABORTED
+    assert result.reason.startswith("failed at 10%: memory growth: RSS grew +200.0 MB")
+
+
+def test_requests_the_canary_never_answered_fail_the_step(tmp_path: Path) -> None:
+    target = FakeTarget(urls=ENDS)
+    d, _, _ = delivery(tmp_path, target, healthy())
+    # The gateway answered 7 5xx and 5 refused connections for the canary; it counted 2 itself.
+    fake = FakeWitnesses(snaps=[_snap(50, 0, 0, 0), _snap(50, 0, 0, 0), _snap(50, 2, 7, 5)])
+    d.witnesses = fake.witnesses()
+    result = d.run(RunRequest("v2"))
+    assert result.outcome is Outcome.ABORTED
+    assert "gateway view: the gateway saw 7 5xx and 5 connection/response errors" in result.reason

@@ -1,8 +1,10 @@
 """The synthetic traffic generator's own logic: its seed image, loopback only, bounded options."""
 
 import json
+import random
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -46,3 +48,32 @@ def test_unbounded_load_is_refused(tmp_path: Path, extra: list[str]) -> None:
     )
     assert done.returncode == 2
     assert "must be in" in done.stderr
+
+
+def test_the_mix_covers_every_route_and_cold_renders_differ_per_run() -> None:
+    def plans(seed: int, n: int = 2000) -> list[traffic.Plan]:
+        rng = random.Random(seed)
+        own: list[str] = []
+        etags: dict[str, str] = {}
+        out = []
+        for _ in range(n):
+            plan = traffic.choose(rng, "acme", "k", "img", own, etags)
+            out.append(plan)
+            if plan.kind == "upload":
+                own.append(f"up{len(out)}")
+            if plan.kind == "read":
+                etags[plan.path] = '"e"'
+        return out
+
+    first = plans(1)
+    kinds = Counter(p.kind for p in first)
+    assert set(kinds) == {"read", "cold", "conditional", "upload", "delete"}
+    assert {p.method for p in first} == {"GET", "POST", "DELETE"}
+    writes = [p for p in first if p.method != "GET"]
+    assert all(("Authorization", "Bearer k") in p.headers for p in writes)
+    assert all(p.headers[0][0] == "If-None-Match" for p in first if p.kind == "conditional")
+    cold = {p.path for p in first if p.kind == "cold"}
+    again = {p.path for p in plans(2) if p.kind == "cold"}
+    assert len(cold & again) < 0.05 * len(cold)  # another run renders other options
+    bodies = {traffic.variant_png(p.body_seed or 0) for p in first if p.kind == "upload"}
+    assert len(bodies) > 0.9 * kinds["upload"]  # each upload is a new image

@@ -1,5 +1,6 @@
 """Local versions: labels for the working tree, commits and named versions."""
 
+import difflib
 import subprocess
 from pathlib import Path
 
@@ -38,3 +39,36 @@ def test_a_worktree_snapshot_runs_the_service_with_its_contracts(
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert probe.stdout.startswith(str(code))
+
+
+def _diff(repo_root: Path, rel: str, old: str, new: str) -> str:
+    text = (repo_root / rel).read_text()
+    assert old in text
+    lines = difflib.unified_diff(
+        text.splitlines(keepends=True),
+        text.replace(old, new, 1).splitlines(keepends=True),
+        f"a/{rel}",
+        f"b/{rel}",
+    )
+    return "".join(lines)
+
+
+def test_a_patched_version_runs_the_snapshot_with_the_patch(
+    repo_root: Path, tmp_path: Path
+) -> None:
+    rel = "service/src/image_service/caching.py"
+    patch = tmp_path / "short.diff"
+    patch.write_text(_diff(repo_root, rel, "TRIAL_MAX_AGE = 300", "TRIAL_MAX_AGE = 7"))
+    spec = {"short": LocalVersion("worktree", {}, str(patch))}
+    info, source = versions.resolve(repo_root, "short", spec)
+    launch = versions.materialise(repo_root, tmp_path / "versions", info, source)
+    snapshot = Path(launch.env["PYTHONPATH"]) / "image_service" / "caching.py"
+    assert "TRIAL_MAX_AGE = 7 " in snapshot.read_text()
+    assert "TRIAL_MAX_AGE = 300 " in (repo_root / rel).read_text()  # the checkout is untouched
+
+    stale = tmp_path / "stale.diff"
+    stale.write_text(_diff(repo_root, rel, "TRIAL_MAX_AGE = 300", "X = 1").replace("300", "301"))
+    bad = {"bad": LocalVersion("worktree", {}, str(stale))}
+    info, source = versions.resolve(repo_root, "bad", bad)
+    with pytest.raises(TargetError, match="does not apply"):
+        versions.materialise(repo_root, tmp_path / "versions", info, source)

@@ -12,11 +12,13 @@ Exit codes: 0 promoted or applied (or command succeeded), 1 error, 2 usage error
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import signal
 import sys
 import time
+import traceback
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import FrameType
@@ -38,6 +40,7 @@ from delivery.progress import Printer
 from delivery.target import Target
 
 if TYPE_CHECKING:
+    from delivery.ancestry import Override
     from delivery.flow import RunResult
     from delivery.judge import JudgePolicy, Verdict
     from delivery.local_target import LocalTarget
@@ -59,6 +62,8 @@ EPILOG = """exit codes:
   3  aborted: the judge or a post-deploy check failed the canary
   4  refused: delta gate, redeploy of an old version, or an override without a reason
   5  refused: another delivery to this environment is running
+
+An error prints one line with the fix; DELIVER_DEBUG=1 adds the traceback.
 """
 
 
@@ -146,9 +151,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         allows = tuple(Allow.parse(a) for a in args.allow)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
+    backward = _override(args.allow_backward)  # a bad override fails before anything starts
     ctx = Context(args)
     policy = ctx.policy()  # a bad judge policy fails before anything starts
     printer = Printer()
+    from delivery.ancestry import check_forward
     from delivery.flow import Delivery, RunRequest
     from delivery.metrics import PrometheusSource
 
@@ -165,28 +172,53 @@ def cmd_run(args: argparse.Namespace) -> int:
             policy,
             printer,
             stoppable=stop_on_signals,
+            forward=functools.partial(check_forward, ctx.repo),
         )
         if args.platform:
             # The platform code applied is the checkout's own commit: record which one.
             request = RunRequest(versions.head(ctx.repo), allows, args.reason or "")
             result = delivery.run_platform(request)
         else:
-            request = RunRequest(args.version, allows, args.reason or "", args.fixes or "")
+            request = RunRequest(
+                args.version,
+                allows,
+                args.reason or "",
+                args.fixes or "",
+                backward=backward,
+            )
             result = delivery.run(request)
-    printer.say(f"\noutcome: {result.outcome.upper()} - {result.reason}")
+    files: dict[str, str | None] = {}
     if result.record is not None:
-        from delivery.ledger import to_json
-
-        printer.say(
-            "ledger entry:\n" + json.dumps(to_json(result.record), indent=2, sort_keys=True)
-        )
         if args.summary:
             write_summary(Path(args.summary), result.record, result.verdicts)
+            files["summary"] = args.summary
         if args.chart and result.record.steps:
             from delivery import chart
 
             chart.render(result.record, Path(args.chart))
+            files["chart"] = args.chart
+        from delivery import summary
+        from delivery.ledger import to_json
+
+        # The full record stays in the ledger (`deliver ledger --json`): the screen gets the
+        # outcome, each step's verdict, the reasons and where the files went.
+        printer.say("\n" + summary.render_run([to_json(result.record)], files=files))
+    else:
+        printer.say(f"\noutcome: {result.outcome.upper()} - {result.reason}")
     return exit_code(result)
+
+
+def _override(reason: str | None) -> "Override | None":
+    """`--allow-backward REASON`: the recorded permission to deliver a non-forward commit."""
+    if reason is None:
+        return None
+    from delivery.ancestry import Override
+
+    who = os.environ.get("GITHUB_ACTOR") or os.environ.get("USER") or "unknown"
+    try:
+        return Override(reason=reason, by=who)
+    except ValueError as exc:
+        raise UsageError(f"--allow-backward: {exc}") from exc
 
 
 def write_summary(path: Path, record: Finished, verdicts: Sequence["Verdict"]) -> None:
@@ -250,10 +282,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     if local is not None and not stopped:
         env = local.env
         printer.say(f"gateway: {env.gateway_url()}   prometheus: {env.prometheus_url()}")
+        printer.say(f"alerts:  {env.alertmanager_url() or 'no Alertmanager (not installed)'}")
         counts = env.traffic_stats().get("counts", {})
         total = sum(sum(c.values()) for c in counts.values())
-        bad = sum(n for c in counts.values() for k, n in c.items() if not k.startswith("2"))
-        printer.say(f"traffic: {total} requests, {bad} not 2xx")
+        bad = sum(n for c in counts.values() for k, n in c.items() if k.startswith(("5", "t")))
+        printer.say(f"traffic: {total} requests, {bad} failed (5xx or no answer)")
     return 0
 
 
@@ -328,17 +361,8 @@ def cmd_dora(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(figures.to_json(), sort_keys=True))
         return 0
-
-    def show(value: float | None, unit: str) -> str:
-        return "-" if value is None else f"{value}{unit}"
-
     print(f"DORA figures for {args.env or 'all environments'} from {ledger.location}")
-    print(f"  deliveries (reached the canary): {figures.deliveries}")
-    print(f"  promoted / aborted:              {figures.promoted} / {figures.aborted}")
-    print(f"  deployment frequency:            {show(figures.deploys_per_day, ' per day')}")
-    print(f"  lead time (median):              {show(figures.lead_time_seconds, ' s')}")
-    print(f"  change-fail rate:                {show(figures.change_fail_rate, '')}")
-    print(f"  time to restore (median):        {show(figures.time_to_restore_seconds, ' s')}")
+    print("\n".join(f"  {line}" for line in figures.lines()))
     return 0
 
 
@@ -420,6 +444,12 @@ def parser() -> argparse.ArgumentParser:
         help="this delivery fixes VERSION (counts VERSION as a failed change in DORA)",
     )
     run.add_argument(
+        "--allow-backward",
+        metavar="REASON",
+        help="deliver a commit that is not ahead of stable's (a rollback by commit); "
+        "the reason and who gave it are recorded in the ledger",
+    )
+    run.add_argument(
         "--summary", metavar="FILE", help="append a markdown summary (e.g. $GITHUB_STEP_SUMMARY)"
     )
     run.add_argument(
@@ -489,6 +519,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    debug = bool(os.environ.get("DELIVER_DEBUG"))
     try:
         code: int = args.func(args)
     except lock.BusyError as exc:
@@ -497,12 +528,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, ConfigError) as exc:
         print(f"deliver: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (RuntimeError, OSError) as exc:  # the pipeline's own errors say what and where
-        print(f"deliver: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except Exception as exc:  # e.g. a library's ValueError mid-command: an error, in one line
-        first = next(iter(str(exc).strip().splitlines()), "")
-        print(f"deliver: error: {type(exc).__name__}: {first}", file=sys.stderr)
+    except Exception as exc:  # one line with the fix; DELIVER_DEBUG=1 adds the traceback
+        from delivery.summary import one_line_error
+
+        if debug:
+            traceback.print_exc()
+        print(f"deliver: error: {one_line_error(exc)}", file=sys.stderr)
         return EXIT_ERROR
     return code
 

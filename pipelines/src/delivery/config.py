@@ -31,6 +31,9 @@ class LocalVersion:
 
     source: str  # "worktree" or a git commit-ish
     env: Mapping[str, str] = field(default_factory=dict)
+    # worktree only: a unified diff (paths from the repository root, e.g. a/service/src/...)
+    # applied to the snapshot: a regression made the way a person would make it.
+    patch: str = ""
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,7 @@ class DeliveryConfig:
     local: LocalSettings | None
     pulumi: PulumiSettings | None
     source: str = ""
+    checks: Mapping[str, Any] = field(default_factory=dict)  # delivery.step_checks.ChecksPolicy
 
 
 class _Reader:
@@ -174,7 +178,11 @@ def _local(r: _Reader) -> LocalSettings:
         v = vr.sub(name)
         env = v.sub("env", {})
         env_values = {str(k): str(env.get(k, kind=(str, int, float))) for k in list(env.data)}
-        versions[str(name)] = LocalVersion(source=v.get("source", "worktree", str), env=env_values)
+        source = v.get("source", "worktree", str)
+        patch = v.get("patch", "", str)
+        if patch and source != "worktree":
+            raise ConfigError(f"{v.where}.patch: only a worktree version can be patched")
+        versions[str(name)] = LocalVersion(source=source, env=env_values, patch=patch)
         v.done()
     settings = LocalSettings(
         state_dir=r.get("state_dir", ".state/local", str),
@@ -257,6 +265,7 @@ def parse(data: Any, where: str) -> DeliveryConfig:
         ledger=r.get("ledger", kind=str),
         delta=_delta(r.sub("delta")),
         judge=dict(r.get("judge", {}, Mapping)),
+        checks=dict(r.get("checks", {}, Mapping)),
         local=local,
         pulumi=pulumi,
         source=where,

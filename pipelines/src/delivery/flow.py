@@ -14,6 +14,7 @@ time and its sleep from the caller, and it is interrupted only where the caller 
 
 import contextlib
 import datetime as dt
+import json
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -21,6 +22,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
+from delivery import probes, procs, step_checks
+from delivery.ancestry import ForwardDecision, Override, stable_commit
 from delivery.config import DeliveryConfig
 from delivery.delta import Allow, ChangeKind, GateDecision, Preview, gate
 from delivery.judge import JudgePolicy, Verdict, judge, look_schedule
@@ -38,8 +41,10 @@ from delivery.ledger import (
     deliveries,
 )
 from delivery.metrics import MetricsSource, MetricsUnavailableError, Window, empty_observation
+from delivery.probes import ProbeReport, ProbeTenant, Tolerance
 from delivery.progress import Printer, progress_line
-from delivery.target import Check, Target, TargetState, VersionInfo
+from delivery.step_checks import ChecksPolicy, Snapshot
+from delivery.target import Check, Endpoints, Health, Target, TargetState, VersionInfo
 
 # --- the state machine (pure) ---------------------------------------------------------------
 
@@ -121,6 +126,41 @@ def abort(state: State, reason: str) -> State:
     return State(Phase.ABORTED, state.step, state.extensions, reason)
 
 
+def _clock_time(ts: float) -> str:
+    return f"{dt.datetime.fromtimestamp(ts, dt.UTC):%H:%M:%S}"
+
+
+def liveness_reason(health: Sequence[Health], at: float) -> str:
+    """Why canary or baseline can no longer be judged or take traffic ("" when both can), in
+    words: "canary process exited with status 1 at 10:15:07" (UTC, when it was noticed)."""
+    when = _clock_time(at)
+    for h in health:
+        if not h.alive:
+            return f"{h.track} process {procs.describe_exit(h.exit_status)} at {when} UTC"
+    for h in health:
+        if not h.ready:
+            return f"{h.track} stopped being ready at {when} UTC: {h.detail}"
+    return ""
+
+
+def checks_reason(weight: int, failed: Sequence[Check]) -> str:
+    """The abort reason when checks beside the judge fail a step ("" when none failed)."""
+    if not failed:
+        return ""
+    return f"failed at {weight}%: " + "; ".join(f"{c.name}: {c.detail}" for c in failed)
+
+
+def after_step(state: State, judged: State, weight: int, failed: Sequence[Check]) -> State:
+    """The judge's next state, overruled by any failed check beside it (probes, gateway,
+    resources): a check's reason comes first, the judge's (if it failed too) after it."""
+    reason = checks_reason(weight, failed)
+    if not reason:
+        return judged
+    if judged.phase is Phase.ABORTED:
+        reason = f"{reason}; {judged.reason}"
+    return State(Phase.ABORTED, state.step, state.extensions, reason)
+
+
 @dataclass(frozen=True)
 class Recovery:
     """What to do before anything else when a previous run may have died mid-canary."""
@@ -172,6 +212,28 @@ class RunRequest:
     allows: tuple[Allow, ...] = ()
     reason: str = ""
     fixes: str = ""
+    backward: Override | None = None  # --allow-backward: deliver a commit not ahead of stable
+
+
+class Dead(Exception):  # noqa: N818 - an observation, not a bug
+    """Canary or baseline exited or stopped being ready: the delivery aborts at once."""
+
+
+Forward = Callable[[str | None, str | None, Override | None], ForwardDecision]
+
+
+@dataclass(frozen=True)
+class Witnesses:
+    """What the canary phase reads beside the metrics: the probes and the step checks (the
+    real ones by default; tests pass fakes)."""
+
+    preflight: Callable[..., tuple[ProbeReport, Tolerance]] = probes.preflight
+    probe_step: Callable[..., ProbeReport] = probes.probe_step
+    snapshot: Callable[[Endpoints], Snapshot] = field(
+        default=lambda e: step_checks.snapshot(
+            {"canary": e.canary, "baseline": e.baseline}, e.gateway_metrics, "image"
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -192,6 +254,9 @@ class _Canary:
     verdicts: list[Verdict] = field(default_factory=list)
     state: State = IDLE
     error: str = ""  # an error, not a verdict, cut it short
+    endpoints: Endpoints | None = None
+    tolerance: Tolerance | None = None  # the probes' pixel bound, from the preflight
+    since: Snapshot | None = None  # the witnesses when the canary started (weight 0)
 
 
 def iso(ts: float) -> str:
@@ -242,6 +307,8 @@ class Delivery:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         stoppable: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
+        forward: Forward | None = None,
+        witnesses: Witnesses | None = None,
     ) -> None:
         self.cfg = cfg
         self.target = target
@@ -253,6 +320,9 @@ class Delivery:
         self.clock = clock
         self.sleep = sleep
         self.stoppable = stoppable
+        self.forward = forward  # None: ancestry is not checked (no repository to ask)
+        self.witnesses = witnesses or Witnesses()
+        self.checks_policy = ChecksPolicy.from_mapping(cfg.checks)
 
     # --- the shared prologue and epilogue -------------------------------------------------
     def _begin(self, change: Change) -> tuple[str, TargetState]:
@@ -352,17 +422,25 @@ class Delivery:
         refusal = redeploy_refusal(info.version, stable, history)
         if refusal:
             return self._finish(did, subject, Outcome.REFUSED, refusal)
+        backward: tuple[str, ...] = ()
+        if self.forward is not None:
+            fwd = self.forward(info.commit or None, stable_commit(history, stable), req.backward)
+            self.out.say(f"ancestry: {'ok' if fwd.allowed else 'REFUSED'} - {fwd.reason}")
+            if not fwd.allowed:
+                return self._finish(did, subject, Outcome.REFUSED, fwd.reason)
+            if fwd.override is not None:
+                backward = (f"allow-backward: {json.dumps(fwd.record(), sort_keys=True)}",)
         gated = self._gate(did, subject, self.target.preview(info), req)
         if isinstance(gated, RunResult):
             return gated
-        subject = gated[0]
+        subject = replace(gated[0], overrides=(*gated[0].overrides, *backward))
         self.ledger.append(Started(did, self.cfg.env, iso(self.clock()), subject))
 
         canary = _Canary()
         try:
             with self.stoppable():
                 self._canary(did, info, stable, canary)
-        except Stopped as exc:
+        except (Stopped, Dead) as exc:
             canary.state = abort(canary.state, str(exc))
         except Exception as exc:  # any failure mid-canary: stable is safe, remove the canary
             canary.error = f"error: {type(exc).__name__}: {exc}"
@@ -381,16 +459,23 @@ class Delivery:
         self.target.start_canary(info)
         canary.state = start(IDLE)
         canary.checks = tuple(self.target.post_deploy_checks())
+        if not any(not c.passed for c in canary.checks):
+            canary.checks += self._first_probes(did, canary)
         for c in canary.checks:
             self.out.say(f"  check {'ok  ' if c.passed else 'FAIL'} {c.name}: {c.detail}")
-        canary.state = after_checks(canary.state, [c.name for c in canary.checks if not c.passed])
+        failed = [f"{c.name} ({c.detail})" for c in canary.checks if not c.passed]
+        canary.state = after_checks(canary.state, failed)
         step_started = 0.0
+        start_snap: Snapshot | None = None
         while canary.state.phase is Phase.CANARY:
             state = canary.state
             step = self.cfg.steps[state.step]
             if state.extensions == 0:
+                # The weight never rises onto a backend that is not ready.
+                self._alive()
                 self.target.set_weight(step.weight)
                 step_started = self.clock()
+                start_snap = self._snapshot(canary)
                 deadline = step_started + step.bake_seconds
             else:
                 deadline = self.clock() + self.cfg.extension_seconds
@@ -403,6 +488,8 @@ class Delivery:
             verdict, metrics_error = early or self._judge(
                 step_started, info, stable, interim=False, at_limit=last
             )
+            self._alive()  # a process that died at the very end is named, not judged
+            checks = self._step_checks(did, state, canary, start_snap)
             ended = self.clock()
             result = StepResult(
                 step=state.step,
@@ -414,17 +501,85 @@ class Delivery:
                 extensions=state.extensions,
                 verdict=verdict.to_json(),
                 metrics_error=metrics_error,
+                checks=checks,
             )
             canary.steps.append(result)
             canary.verdicts.append(verdict)
             self.ledger.append(StepRecord(did, self.cfg.env, iso(ended), info.version, result))
             self.out.say(verdict.render_table())
+            for c in checks:
+                self.out.say(f"  check {'ok  ' if c.passed else 'FAIL'} {c.name}: {c.detail}")
             if metrics_error:
                 self.out.say(f"metrics unavailable: {metrics_error}")
             look = Look(verdict.outcome, step.weight, tuple(verdict.reasons), metrics_error)
-            canary.state = after_verdict(
+            judged = after_verdict(
                 state, look, steps=len(self.cfg.steps), max_extensions=self.cfg.max_extensions
             )
+            canary.state = after_step(
+                state, judged, step.weight, [c for c in checks if not c.passed]
+            )
+
+    # --- beside the judge: liveness, probes, gateway and resources ------------------------
+    def _alive(self) -> None:
+        reason = liveness_reason(self.target.health(), self.clock())
+        if reason:
+            raise Dead(reason)
+
+    def _probe_tenant(self, ends: Endpoints) -> ProbeTenant:
+        return ProbeTenant(ends.tenant, ends.api_key)
+
+    def _first_probes(self, did: str, canary: _Canary) -> tuple[Check, ...]:
+        """Stable against baseline (the noise floor), then canary against baseline, before any
+        traffic shifts; also the witnesses' first snapshot."""
+        ends = canary.endpoints = self.target.endpoints()
+        if ends is None:
+            self.out.say("  note: golden probes and resource checks skipped: no per-track URLs")
+            return ()
+        tenant = self._probe_tenant(ends)
+        pre, tol = self.witnesses.preflight(ends.stable, ends.baseline, tenant, run_id=f"{did}-pre")
+        canary.tolerance = tol
+        if not pre.passed:
+            self.out.say(pre.text())
+            detail = (
+                f"stable and a fresh baseline of it differ, the probes cannot judge: {pre.reason()}"
+            )
+            return (Check("golden probes", False, detail),)
+        report = self.witnesses.probe_step(
+            ends.canary, ends.baseline, tenant, run_id=f"{did}-0", tolerance=tol
+        )
+        if not report.passed:
+            self.out.say(report.text())
+        canary.since = self._snapshot(canary)
+        return (Check("golden probes", report.passed, report.reason()),)
+
+    def _snapshot(self, canary: _Canary) -> Snapshot | None:
+        return None if canary.endpoints is None else self.witnesses.snapshot(canary.endpoints)
+
+    def _step_checks(
+        self, did: str, state: State, canary: _Canary, start_snap: Snapshot | None
+    ) -> tuple[Check, ...]:
+        ends = canary.endpoints
+        if ends is None or canary.tolerance is None:
+            return ()
+        out: list[Check] = []
+        end_snap = self._snapshot(canary)
+        if end_snap is not None and start_snap is not None:
+            since = canary.since or start_snap
+            found = step_checks.evaluate(since, start_snap, end_snap, self.checks_policy)
+            out += [Check(r.name, r.passed, r.detail) for r in found]
+            for note in (*start_snap.notes, *end_snap.notes):
+                self.out.say(f"  note: {note}")
+        report = self.witnesses.probe_step(
+            ends.canary,
+            ends.baseline,
+            self._probe_tenant(ends),
+            run_id=f"{did}-{state.step + 1}-{state.extensions}",
+            tolerance=canary.tolerance,
+        )
+        if not report.passed:
+            self.out.say(report.text())
+        out.append(Check("golden probes", report.passed, report.reason()))
+        return tuple(out)
 
     def _judge(
         self, start: float, info: VersionInfo, stable: str, *, interim: bool, at_limit: bool = False
@@ -464,6 +619,7 @@ class Delivery:
                 )
             )
             self.sleep(min(self.cfg.progress_seconds, left))
+            self._alive()
             if looks >= len(schedule) or self.clock() - window_start < schedule[looks]:
                 continue
             if deadline - self.clock() <= 0:

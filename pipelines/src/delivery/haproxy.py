@@ -11,6 +11,10 @@ from pathlib import Path
 from image_contracts.tracks import TRACKS
 
 BACKEND = "image"
+METRICS_PATH = "/haproxy-metrics"  # HAProxy's built-in Prometheus exporter, on the gateway port
+# Health checks: a server that stops answering /readyz leaves the rotation after `fall` checks,
+# and a request whose connection fails is retried on another server instead of a 503.
+CHECK = "check inter 1s fastinter 500ms downinter 1s fall 2 rise 1"
 
 
 class HAProxyError(RuntimeError):
@@ -21,7 +25,8 @@ def render_config(*, port: int, stats_socket: Path, stable_port: int) -> str:
     # Idle slots point at a closed port with weight 0 and in maintenance: they take no traffic.
     servers = "\n".join(
         f"  server {track} 127.0.0.1:{stable_port if track == 'stable' else 9} "
-        f"weight {100 if track == 'stable' else 0}{'' if track == 'stable' else ' disabled'}"
+        f"weight {100 if track == 'stable' else 0} {CHECK}"
+        f"{'' if track == 'stable' else ' disabled'}"
         for track in TRACKS
     )
     return f"""# Written by delivery.launchers; weights change at runtime, never here.
@@ -34,15 +39,19 @@ defaults
   timeout connect 2s
   timeout client 30s
   timeout server 30s
-  retries 0
+  retries 2
+  option redispatch 1
+  retry-on conn-failure empty-response
 
 frontend gateway
   bind 127.0.0.1:{port}
-  http-request use-service prometheus-exporter if {{ path /haproxy-metrics }}
+  http-request use-service prometheus-exporter if {{ path {METRICS_PATH} }}
   default_backend {BACKEND}
 
 backend {BACKEND}
   balance roundrobin
+  option httpchk GET /readyz
+  http-check expect status 200
 {servers}
 """
 

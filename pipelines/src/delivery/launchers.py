@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from delivery import haproxy, procs, prometheus_local
+from delivery import alerting_local, haproxy, procs, prometheus_local
 from delivery.config import LocalSettings
 from delivery.procs import Proc
 from delivery.versions import Launch
@@ -63,7 +63,12 @@ def service(track: str, launch: Launch, port: int, layout: ServiceLayout) -> Sta
 
 
 def prometheus(
-    *, state_dir: Path, targets_file: Path, scrape_interval: float, logs: Path
+    *,
+    state_dir: Path,
+    targets_file: Path,
+    scrape_interval: float,
+    logs: Path,
+    alertmanager: str = "",
 ) -> Started:
     port = procs.free_port()
     data = state_dir / "prometheus-data"
@@ -71,11 +76,15 @@ def prometheus(
     rules_dir = state_dir / "rules"
     rules = sorted(rules_dir.glob("*.yml")) if rules_dir.is_dir() else []
     config = state_dir / "prometheus.yml"
-    config.write_text(
-        prometheus_local.render_config(
-            targets_file=targets_file, scrape_interval=scrape_interval, rule_files=rules
-        )
+    text = prometheus_local.render_config(
+        targets_file=targets_file,
+        scrape_interval=scrape_interval,
+        rule_files=rules,
+        gateway_file=state_dir / "gateway.json",
     )
+    if alertmanager:  # host:port of the local Alertmanager
+        text = alerting_local.with_alerting(text, alertmanager)
+    config.write_text(text)
     proc = procs.spawn(
         "prometheus",
         [
@@ -103,7 +112,7 @@ def gateway(*, config: Path, stats_socket: Path, stable_port: int, logs: Path) -
         port=port,
         log=logs / "haproxy.log",
     )
-    return Started(proc, f"http://127.0.0.1:{port}/haproxy-metrics", 15)
+    return Started(proc, f"http://127.0.0.1:{port}{haproxy.METRICS_PATH}", 15)
 
 
 def traffic(

@@ -119,9 +119,12 @@ class StepResult:
     extensions: int
     verdict: Mapping[str, Any]  # the judge's Verdict.to_json()
     metrics_error: str = ""
+    checks: tuple[Check, ...] = ()  # beside the judge: probes, liveness, gateway, resources
 
     def to_json(self) -> dict[str, Any]:
+        checks = [{"name": c.name, "passed": c.passed, "detail": c.detail} for c in self.checks]
         return {
+            **({"checks": checks} if checks else {}),
             "step": self.step,
             "weight": self.weight,
             "started_at": self.started_at,
@@ -145,6 +148,11 @@ class StepResult:
             extensions=int(raw.get("extensions") or 0),
             verdict=dict(raw.get("verdict") or {}),
             metrics_error=str(raw.get("metrics_error") or ""),
+            checks=tuple(
+                Check(str(c.get("name", "")), bool(c.get("passed")), str(c.get("detail", "")))
+                for c in raw.get("checks") or ()
+                if isinstance(c, Mapping)
+            ),
         )
 
 

@@ -20,6 +20,7 @@ import httpx
 from image_contracts.tracks import TRACKS
 
 from delivery import (
+    alerting_local,
     haproxy,
     launchers,
     ports,
@@ -196,11 +197,15 @@ class LocalEnvironment:
         prom = self.proc("prometheus")
         if prom is None or not procs.alive(prom):
             self.write_targets()
+            # The platform's alert rules, evaluated here and routed by the generated config.
+            alerting_local.install_rules(self.dir / "rules")
+            alertmanager = self._alertmanager()
             started = launchers.prometheus(
                 state_dir=self.dir,
                 targets_file=self.dir / "targets.json",
                 scrape_interval=self.settings.scrape_interval_seconds,
                 logs=self.logs,
+                alertmanager=f"127.0.0.1:{alertmanager.port}" if alertmanager else "",
             )
             self.state.update(lambda s: replace(s, prometheus=started.proc))
             procs.wait_http(started.proc, started.ready_url, timeout=started.ready_timeout)
@@ -219,6 +224,7 @@ class LocalEnvironment:
             procs.wait_http(proxy, gateway.ready_url, timeout=gateway.ready_timeout)
         elif restarted:
             self.runtime.point("stable", stable.proc.port)
+        prometheus_local.write_gateway_target(self.dir / "gateway.json", proxy.port)
         traffic = self.proc("traffic")
         if traffic is None or not procs.alive(traffic):
             proc = launchers.traffic(
@@ -230,9 +236,27 @@ class LocalEnvironment:
             )
             self.state.update(lambda s: replace(s, traffic=proc))
 
+    def alertmanager_url(self) -> str | None:
+        proc = self.proc("alertmanager")
+        return f"http://127.0.0.1:{proc.port}" if proc is not None else None
+
+    def _alertmanager(self) -> Proc | None:
+        """The local Alertmanager (Debian's prometheus-alertmanager), started once; None when
+        it is not installed: Prometheus still evaluates the rules, and `deliver status` says so."""
+        current = self.proc("alertmanager")
+        if current is not None and procs.alive(current):
+            return current
+        try:
+            alerting_local.alertmanager_command()
+        except FileNotFoundError:
+            return None
+        proc = alerting_local.start_alertmanager(self.dir / "alertmanager")
+        self.state.update(lambda s: replace(s, alertmanager=proc))
+        return proc
+
     def down(self) -> None:
         state = self.read()
-        for proc in (state.traffic, state.haproxy):
+        for proc in (state.traffic, state.haproxy, state.alertmanager):
             if proc is not None:
                 procs.stop(proc)
         for track in reversed(TRACKS):  # canary first: stable serves until the end

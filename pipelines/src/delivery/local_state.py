@@ -19,7 +19,7 @@ from delivery.procs import Proc
 from delivery.versions import Launch
 
 # Processes of the environment itself, beside one service process per track.
-SERVICES = ("prometheus", "haproxy", "traffic")
+SERVICES = ("prometheus", "haproxy", "traffic", "alertmanager")
 
 
 class StateError(RuntimeError):
@@ -56,13 +56,14 @@ class EnvState:
     prometheus: Proc | None = None
     haproxy: Proc | None = None
     traffic: Proc | None = None
+    alertmanager: Proc | None = None
 
     def track(self, name: str) -> TrackRun | None:
         return self.tracks.get(name)
 
     def processes(self) -> tuple[Proc, ...]:
         """Every recorded process: the environment's own, then one per track."""
-        own = (self.prometheus, self.haproxy, self.traffic)
+        own = (self.prometheus, self.haproxy, self.traffic, self.alertmanager)
         return (*(p for p in own if p is not None), *(t.proc for t in self.tracks.values()))
 
     def with_track(self, name: str, run: TrackRun) -> "EnvState":

@@ -5,14 +5,15 @@ Constructing one starts nothing: `up()` does, and only `deliver run` and `delive
 
 from pathlib import Path
 
+import httpx
 import testinfra
 from image_contracts.tracks import Track
 
-from delivery import postdeploy, procs, versions
+from delivery import haproxy, postdeploy, procs, tenants, versions
 from delivery.config import LocalSettings
 from delivery.delta import Preview, ResourceOp
 from delivery.local_env import LocalEnvironment
-from delivery.target import Check, TargetError, TargetState, VersionInfo
+from delivery.target import Check, Endpoints, Health, TargetError, TargetState, VersionInfo
 from delivery.versions import Launch
 
 SERVICE_TYPE = "local:process:ImageService"
@@ -152,3 +153,46 @@ class LocalTarget:
 
     def metrics_url(self) -> str:
         return self.env.prometheus_url()
+
+    def endpoints(self) -> Endpoints | None:
+        runs = {t: self.env.track(t) for t in (Track.STABLE, Track.BASELINE, Track.CANARY)}
+        if any(run is None for run in runs.values()):
+            return None
+        url = {t: f"http://127.0.0.1:{run.proc.port}" for t, run in runs.items() if run}
+        first = tenants.keys(self.env.keys_file, self.settings.tenants)[0][0]
+        return Endpoints(
+            stable=url[Track.STABLE],
+            baseline=url[Track.BASELINE],
+            canary=url[Track.CANARY],
+            tenant=first.id,
+            api_key=first.key,
+            gateway_metrics=f"{self.env.gateway_url()}{haproxy.METRICS_PATH}",
+        )
+
+    def health(self) -> tuple[Health, ...]:
+        out = []
+        for track in (Track.CANARY, Track.BASELINE):
+            run = self.env.track(track)
+            if run is None:
+                continue
+            if not procs.alive(run.proc):
+                status = procs.exit_status(run.proc)
+                out.append(Health(track, alive=False, ready=False, exit_status=status))
+                continue
+            ready, detail = _ready(run.proc.port)
+            out.append(Health(track, alive=True, ready=ready, detail=detail))
+        return tuple(out)
+
+
+def _ready(port: int, timeout: float = 3.0) -> tuple[bool, str]:
+    """/readyz answers 200 (ready), or why not. A slow answer on a loaded machine is not a
+    verdict: only a refusal or a non-200 answer counts as not ready."""
+    try:
+        response = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=timeout)
+    except httpx.ConnectError as exc:
+        return False, f"refuses connections ({exc})"
+    except httpx.HTTPError:
+        return True, "slow to answer /readyz"
+    if response.status_code != 200:
+        return False, f"/readyz answered {response.status_code} {response.text[:80]}"
+    return True, ""

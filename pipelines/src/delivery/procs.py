@@ -38,6 +38,30 @@ class Proc:
         return cls(**{k: data[k] for k in ("name", "pid", "started", "port", "log")})
 
 
+# The processes this `deliver` spawned, by pid: holding the Popen keeps the exit status for
+# `exit_status` (a dropped Popen is reaped by subprocess's own cleanup, and the status is lost).
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def exit_status(proc: Proc) -> int | None:
+    """How a process this `deliver` started ended (negative: killed by that signal); None while
+    it runs or when another process started it (then only `alive` can tell)."""
+    child = _CHILDREN.get(proc.pid)
+    return None if child is None else child.poll()
+
+
+def describe_exit(status: int | None) -> str:
+    """'exited with status 1', 'was killed by SIGKILL', or 'exited' when the status is unknown."""
+    if status is None:
+        return "exited"
+    if status < 0:
+        try:
+            return f"was killed by {signal.Signals(-status).name}"
+        except ValueError:
+            return f"was killed by signal {-status}"
+    return f"exited with status {status}"
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -92,6 +116,7 @@ def spawn(
             user=user,
             start_new_session=True,  # outlives `deliver`: crash recovery finds it by pid
         )
+    _CHILDREN[child.pid] = child
     stat = _stat(child.pid)
     if stat is None:
         raise ProcessError(f"{name} exited at once; see {log}")
@@ -99,6 +124,10 @@ def spawn(
 
 
 def _reap(pid: int) -> None:
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        child.poll()  # reaps and keeps the status
+        return
     # Not our child (started by an earlier `deliver`): init reaps it.
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)

@@ -6,7 +6,11 @@ from pathlib import Path
 
 
 def render_config(
-    *, targets_file: Path, scrape_interval: float, rule_files: Iterable[Path] = ()
+    *,
+    targets_file: Path,
+    scrape_interval: float,
+    rule_files: Iterable[Path] = (),
+    gateway_file: Path | None = None,
 ) -> str:
     interval = f"{int(scrape_interval * 1000)}ms"
     rules = "".join(f"\n  - {path}" for path in rule_files)
@@ -22,7 +26,23 @@ scrape_configs:
     file_sd_configs:
       - files: [{targets_file}]
         refresh_interval: {interval}
+""" + (
+        ""
+        if gateway_file is None
+        else f"""  - job_name: gateway  # HAProxy's own exporter: what users got, per server
+    metrics_path: /haproxy-metrics
+    file_sd_configs:
+      - files: [{gateway_file}]
+        refresh_interval: {interval}
 """
+    )
+
+
+def write_gateway_target(gateway_file: Path, port: int) -> None:
+    """The gateway's exporter as a scrape target (its port is known once HAProxy runs)."""
+    tmp = gateway_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps([{"targets": [f"127.0.0.1:{port}"], "labels": {"slot": "gateway"}}]))
+    tmp.replace(gateway_file)
 
 
 LOCAL_CELL = "local"

@@ -26,7 +26,7 @@ from image_contracts.stacks import (
 from delivery import postdeploy
 from delivery.config import PulumiSettings
 from delivery.delta import Preview, ResourceOp, normalise_op
-from delivery.target import Check, TargetError, TargetState, VersionInfo
+from delivery.target import Check, Endpoints, Health, TargetError, TargetState, VersionInfo
 
 STABLE, CANARY, WEIGHT = (
     config_key(k) for k in (STABLE_VERSION_KEY, CANARY_VERSION_KEY, CANARY_WEIGHT_KEY)
@@ -253,3 +253,12 @@ class PulumiTarget:
 
     def metrics_url(self) -> str:
         raise TargetError("the pulumi target reads metrics from metrics.prometheus_url")
+
+    def endpoints(self) -> Endpoints | None:
+        # Pods are reachable only inside the cluster: probes and resource checks are skipped
+        # with a visible note until a per-track route exists.
+        return None
+
+    def health(self) -> tuple[Health, ...]:
+        # Kubernetes restarts a dead pod and the mesh drops a not-ready one: no local view.
+        return ()

@@ -4,7 +4,7 @@
 this machine. The delivery flow (`flow.py`) knows nothing else about either.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from delivery.delta import Preview
@@ -37,6 +37,29 @@ class Check:
     name: str
     passed: bool
     detail: str
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where each track answers directly, bypassing the gateway, and whom probes act as."""
+
+    stable: str  # base URLs, e.g. http://127.0.0.1:8081
+    baseline: str
+    canary: str
+    tenant: str
+    api_key: str = field(repr=False)
+    gateway_metrics: str = ""  # the gateway's Prometheus exporter; "" when there is none
+
+
+@dataclass(frozen=True)
+class Health:
+    """One track's process as the target sees it right now."""
+
+    track: str
+    alive: bool
+    ready: bool
+    exit_status: int | None = None  # how it ended, when it has and we know
+    detail: str = ""  # why it is not ready (the /readyz answer or the connection error)
 
 
 class Target(Protocol):
@@ -75,3 +98,12 @@ class Target(Protocol):
         ...
 
     def metrics_url(self) -> str: ...
+
+    def endpoints(self) -> Endpoints | None:
+        """Each track's own URL once canary and baseline run; None where there is none to
+        reach (the probes and the resource checks are then skipped, with a note)."""
+        ...
+
+    def health(self) -> tuple[Health, ...]:
+        """Canary and baseline: alive and ready? Empty where the target cannot tell."""
+        ...

@@ -1,5 +1,7 @@
-"""A bounded synthetic traffic generator for the local environment: a multi-tenant mix of image
-reads through the gateway, loopback only, at a fixed total rate, for at most `max_seconds`.
+"""A bounded synthetic traffic generator for the local environment: a multi-tenant mix of every
+route through the gateway (stored and cold renders, conditional reads, uploads, deletes),
+loopback only, at a fixed total rate, for at most `max_seconds`. Unsigned reads only: the local
+tenants have no signing secret (the golden probes cover signatures where one is configured).
 
 It gives the judge its samples and the end-to-end tests their "what did users see" figures: every
 second it rewrites a JSON file with response counts per tenant and status code.
@@ -10,12 +12,14 @@ Run as `python -m delivery.traffic --gateway http://127.0.0.1:PORT --tenants FIL
 import argparse
 import json
 import random
+import secrets
 import signal
 import struct
 import threading
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from urllib.parse import urlsplit
@@ -24,7 +28,6 @@ import httpx
 
 WIDTHS = (16, 24, 32, 48, 64)
 WORKERS = 8
-MISS_SHARE = 0.05
 
 
 def tiny_png(width: int = 96, height: int = 64) -> bytes:
@@ -93,9 +96,70 @@ def upload(client: httpx.Client, gateway: str, tenant: str, key: str, deadline: 
     raise SystemExit(f"traffic: could not upload a seed image for {tenant}: {last}")
 
 
+# The mix, in shares of all requests: every route users take, write paths included.
+MIX = (
+    ("read", 0.62),  # a stored rendition at a common width
+    ("cold", 0.12),  # options never asked before in this run: a fresh render
+    ("conditional", 0.10),  # If-None-Match with the ETag an earlier read gave
+    ("upload", 0.10),  # a new image, distinct bytes every time
+    ("delete", 0.06),  # one of this worker's own uploads
+)
+FITS = ("cover", "contain", "fill", "inside")
+FORMATS = ("jpeg", "png", "webp")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One request to send, decided before anything is sent (pure)."""
+
+    kind: str
+    method: str
+    path: str
+    headers: tuple[tuple[str, str], ...] = ()
+    body_seed: int | None = None  # an upload's image variant
+
+
+def choose(
+    rng: random.Random,
+    tenant: str,
+    key: str,
+    image: str,
+    own: Sequence[str],
+    etags: Mapping[str, str],
+) -> Plan:
+    """What to send next. `rng` is seeded per run, so cold renders ask for renditions no
+    earlier run stored; a delete needs an upload of ours first."""
+    kind = rng.choices([k for k, _ in MIX], weights=[w for _, w in MIX])[0]
+    auth = (("Authorization", f"Bearer {key}"),)
+    if kind == "delete" and not own:
+        kind = "upload"
+    if kind == "conditional" and not etags:
+        kind = "read"
+    if kind == "upload":
+        return Plan(kind, "POST", f"/v1/{tenant}/images", auth, rng.randrange(1 << 30))
+    if kind == "delete":
+        return Plan(kind, "DELETE", f"/v1/{tenant}/images/{rng.choice(own)}", auth)
+    if kind == "conditional":
+        path = rng.choice(sorted(etags))
+        return Plan(kind, "GET", path, (("If-None-Match", etags[path]),))
+    if kind == "cold":
+        width = 8 + rng.randrange(393)
+        height = 8 + rng.randrange(393)
+        query = f"w={width}&h={height}&fit={rng.choice(FITS)}&format={rng.choice(FORMATS)}"
+        return Plan(kind, "GET", f"/v1/{tenant}/images/{image}?{query}")
+    return Plan(kind, "GET", f"/v1/{tenant}/images/{image}?w={rng.choice(WIDTHS)}")
+
+
+def variant_png(seed: int) -> bytes:
+    """A small PNG whose bytes depend on `seed`: every upload is a new image."""
+    rng = random.Random(seed)  # noqa: S311 - image content, not a secret
+    return tiny_png(rng.randint(24, 96), rng.randint(24, 96))
+
+
 def worker(
     gateway: str,
     images: dict[str, str],
+    keys: Mapping[str, str],
     rate: float,
     stop: threading.Event,
     stats: Stats,
@@ -103,6 +167,8 @@ def worker(
 ) -> None:
     rng = random.Random(seed)  # noqa: S311 - a traffic mix, not a secret
     tenants = sorted(images)
+    own: dict[str, list[str]] = {t: [] for t in tenants}
+    etags: dict[str, dict[str, str]] = {t: {} for t in tenants}
     period = 1.0 / rate
     next_at = time.monotonic() + rng.random() * period
     with httpx.Client(timeout=10.0) as client:
@@ -113,14 +179,27 @@ def worker(
             # Open loop: keep the schedule even when responses are slow (bounded catch-up).
             next_at = max(next_at + period, time.monotonic() - 1.0)
             tenant = rng.choice(tenants)
-            # Mostly cached renditions, plus a trickle of new sizes so transforms keep happening.
-            width = rng.choice(WIDTHS) if rng.random() > MISS_SHARE else rng.randint(8, 400)
-            url = f"{gateway}/v1/{tenant}/images/{images[tenant]}?w={width}"
+            plan = choose(rng, tenant, keys[tenant], images[tenant], own[tenant], etags[tenant])
+            headers = dict(plan.headers)
+            body = None
+            if plan.body_seed is not None:
+                body = variant_png(plan.body_seed)
+                headers["Content-Type"] = "image/png"
             try:
-                code = str(client.get(url).status_code)
+                resp = client.request(
+                    plan.method, gateway + plan.path, headers=headers, content=body
+                )
+                code = str(resp.status_code)
             except httpx.HTTPError:
-                code = "transport_error"
+                stats.add(tenant, "transport_error")
+                continue
             stats.add(tenant, code)
+            if plan.kind == "upload" and resp.status_code in {200, 201}:
+                own[tenant] = [*own[tenant][-20:], str(resp.json()["id"])]
+            elif plan.kind == "delete":
+                own[tenant] = [i for i in own[tenant] if not plan.path.endswith(i)]
+            elif plan.kind == "read" and "etag" in resp.headers:
+                etags[tenant][plan.path] = resp.headers["etag"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -130,6 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--stats", required=True, type=Path, help="JSON file rewritten every 1s")
     parser.add_argument("--rps", type=float, default=40.0, help="total requests/second (<=500)")
     parser.add_argument("--max-seconds", type=float, default=3600.0, help="stop after this long")
+    parser.add_argument("--seed", type=int, help="the mix's seed (default: fresh every run)")
     args = parser.parse_args(argv)
     check_loopback(args.gateway)
     if not 0 < args.rps <= 500:
@@ -150,10 +230,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             t["id"]: upload(client, args.gateway, t["id"], t["key"], deadline) for t in tenants
         }
     stats = Stats(args.stats)
+    keys = {t["id"]: t["key"] for t in tenants}
+    # A fresh seed per run: cold renders ask for options no earlier run has stored.
+    run_seed = args.seed if args.seed is not None else secrets.randbits(32)
+    print(f"traffic: seed {run_seed}", flush=True)
     workers = [
         threading.Thread(
             target=worker,
-            args=(args.gateway, images, args.rps / WORKERS, stop, stats, n),
+            args=(args.gateway, images, keys, args.rps / WORKERS, stop, stats, run_seed + n),
             daemon=True,
         )
         for n in range(WORKERS)

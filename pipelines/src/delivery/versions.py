@@ -102,6 +102,23 @@ def _uv_sync(cwd: Path, python: str | None, env_dir: Path | None, what: str) -> 
         raise TargetError(f"uv sync for {what} failed:\n{result.stderr[-2000:]}")
 
 
+def _apply(patch: Path, snapshot: Path) -> None:
+    """Apply a diff written against the repository (a/service/src/...) to a snapshot (src/...)."""
+    try:
+        subprocess.run(
+            ["git", "apply", "-p2", str(patch.resolve())],
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=snapshot,
+        )
+    except subprocess.CalledProcessError as exc:
+        raise TargetError(f"patch {patch} does not apply: {exc.stderr.strip()}") from exc
+    if not any(snapshot.rglob("*.rej")) and patch.read_text().strip():
+        return
+    raise TargetError(f"patch {patch} is empty or left rejects in {snapshot}")
+
+
 def materialise(
     repo: Path,
     versions_dir: Path,
@@ -128,6 +145,8 @@ def materialise(
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
                     dirs_exist_ok=True,
                 )
+            if source.patch:
+                _apply(Path(source.patch), tmp)
             tmp.replace(target)
         venv = repo / ".venv"
         if runtime_python is not None:
