@@ -101,7 +101,7 @@ def policy(state: Path, ledger: Path, patches: dict[str, str] | None = None) -> 
                 "state_dir": str(state),
                 "scrape_interval_seconds": 1,
                 "traffic_rps": 100,
-                "traffic_max_seconds": 900,
+                "traffic_max_seconds": 3600,  # outlives a whole suite run
                 "tenants": ["acme", "globex", "initech", "umbrella"],
                 "initial_stable": "v0",
                 "versions": {

@@ -7,6 +7,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import httpx
 import pytest
 import pyvips
 from delivery import traffic
@@ -77,3 +78,44 @@ def test_the_mix_covers_every_route_and_cold_renders_differ_per_run() -> None:
     assert len(cold & again) < 0.05 * len(cold)  # another run renders other options
     bodies = {traffic.variant_png(p.body_seed or 0) for p in first if p.kind == "upload"}
     assert len(bodies) > 0.9 * kinds["upload"]  # each upload is a new image
+
+
+def test_a_restarted_generator_continues_the_counts_and_its_seeds(tmp_path: Path) -> None:
+    path = tmp_path / "traffic.json"
+    first = traffic.Stats(path)
+    first.add("acme", "200")
+    first.seeds = {"acme": "img-1"}
+    first.flush()
+    again = traffic.Stats(path)  # what a restarted generator reads
+    again.add("acme", "200")
+    again.flush()
+    doc = json.loads(path.read_text())
+    assert doc["counts"] == {"acme": {"200": 2}}  # monotonic: differences span the restart
+    assert doc["seeds"] == {"acme": "img-1"}
+
+
+def test_a_corrupt_stats_file_starts_from_zero(tmp_path: Path) -> None:
+    path = tmp_path / "traffic.json"
+    path.write_text("{not json")
+    assert traffic.Stats(path).counts == {}
+
+
+def test_seeds_are_reused_and_a_refusing_tenant_does_not_stop_the_others() -> None:
+    posts: list[str] = []
+
+    def gateway(request: httpx.Request) -> httpx.Response:
+        tenant = request.url.path.split("/")[2]
+        if request.method == "GET":  # only acme's previous seed still reads
+            ok = request.url.path.endswith("/images/old-acme")
+            return httpx.Response(200 if ok else 404)
+        posts.append(tenant)
+        if tenant == "full":  # at its quota: the service refuses every upload
+            return httpx.Response(413, json={"error": "quota"})
+        return httpx.Response(201, json={"id": f"new-{tenant}"})
+
+    tenants = [{"id": t, "key": "k"} for t in ("acme", "globex", "full")]
+    known = {"acme": "old-acme", "globex": "gone"}
+    with httpx.Client(transport=httpx.MockTransport(gateway)) as client:
+        images = traffic.seed_images(client, "http://gw", tenants, known, patience=0.2)
+    assert images == {"acme": "old-acme", "globex": "new-globex"}
+    assert "acme" not in posts  # reused, not uploaded again
