@@ -39,6 +39,11 @@ VERSIONS: dict[str, dict[str, Any]] = {
     # Issue 13: a low error rate, and a version whose process the test kills mid-step.
     "low-5xx": {"IMAGE_SERVICE_FAULT_ERROR_RATE": "0.02"},
     "exits": {},
+    # A tenant no other scenario faults: its burn-rate page can only come from this canary.
+    "bad-umbrella": {
+        "IMAGE_SERVICE_FAULT_ERROR_RATE": "1.0",
+        "IMAGE_SERVICE_FAULT_TENANT": "umbrella",
+    },
     # Patched versions (PATCHES): regressions made in the code, as a person would make them.
     "wrong-size": {},
     "broken-upload": {},

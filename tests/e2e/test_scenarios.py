@@ -10,6 +10,7 @@ import re
 import signal
 import stat
 import subprocess
+import time
 from typing import Any
 
 import httpx
@@ -273,11 +274,6 @@ def test_a_canary_that_crashes_before_taking_traffic_is_never_promoted(local_env
                    if d.get("version") == "crashloop")  # fmt: skip
 
 
-@pytest.mark.xfail(
-    reason="known regression (session 2): a running track's Prometheus target can still be "
-    "'unknown' (not yet scraped) when this runs; wait for its first scrape instead",
-    strict=False,
-)
 def test_host_state_after_deliveries(local_env: Any) -> None:
     """testinfra over the local environment, as the reliability matrix asks."""
     host = testinfra.get_host("local://")
@@ -300,11 +296,17 @@ def test_host_state_after_deliveries(local_env: Any) -> None:
     tenants = host.file(str(env.service_dir / "tenants.toml"))
     assert stat.S_IMODE(tenants.mode) == 0o600
     assert tenants.user == expected_service_user
-    # Prometheus scrapes every running track up (slots with no process are expected down).
-    targets = httpx.get(f"{env.prometheus_url()}/api/v1/targets", timeout=5).json()
-    health = {t["labels"]["instance"]: t["health"] for t in targets["data"]["activeTargets"]}
+    # Prometheus scrapes every running track up (slots with no process are expected down). A
+    # target added moments ago is "unknown" until its first scrape: wait a few intervals for it.
     running = [f"127.0.0.1:{t.proc.port}" for t in env.read().tracks.values()]
     assert running
+    health: dict[str, str] = {}
+    for _ in range(20):
+        targets = httpx.get(f"{env.prometheus_url()}/api/v1/targets", timeout=5).json()
+        health = {t["labels"]["instance"]: t["health"] for t in targets["data"]["activeTargets"]}
+        if all(health.get(i) != "unknown" for i in running):
+            break
+        time.sleep(0.5)
     assert {i: health.get(i) for i in running} == dict.fromkeys(running, "up"), health
     # The HAProxy config validates.
     checked = host.run(f"haproxy -c -f {env.dir / 'haproxy.cfg'}")

@@ -26,6 +26,7 @@ import httpx
 import pytest
 import pyvips
 import uvicorn
+from delivery import probes
 from delivery.probe_corpus import build_corpus, track_corpora
 from delivery.probes import (
     DEFAULT_TOLERANCE,
@@ -490,3 +491,44 @@ def test_distance_and_psnr_of_known_thumbnails() -> None:
     assert (one_off.mean, one_off.max) == (255 / 4, 255.0)
     assert one_off.psnr == pytest.approx(20 * math.log10(255 / math.sqrt(255**2 / 4)))
     assert distance(pic(bytes(4)), Picture("png", 4, 1, 1, False, bytes(4), (4, 1))) is None
+
+
+def _shedding_track(refusals: int, retry_after: str | None) -> tuple[httpx.Client, list[int]]:
+    """A track that sheds its first `refusals` requests with 503, then answers."""
+    calls: list[int] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        if len(calls) <= refusals:
+            headers = {} if retry_after is None else {"Retry-After": retry_after}
+            return httpx.Response(503, headers=headers, json={"error": "tenant_overloaded"})
+        return httpx.Response(204)
+
+    return httpx.Client(transport=httpx.MockTransport(handle)), calls
+
+
+def _delete_probe() -> ProbeSpec:
+    return ProbeSpec("delete", "DELETE", image="gone")
+
+
+def test_a_probe_asks_again_when_the_track_sheds_load_with_retry_after() -> None:
+    client, calls = _shedding_track(refusals=2, retry_after="0")
+    tenant = ProbeTenant("acme", "key")
+    _, answer = probes.execute(client, "http://track", tenant, {}, _delete_probe(), {})
+    assert answer.status == 204  # overload said "later" (RFC 9110), and later it answered
+    assert len(calls) == 3
+
+
+def test_a_503_without_retry_after_is_an_answer_not_shedding() -> None:
+    client, calls = _shedding_track(refusals=5, retry_after=None)
+    _, answer = probes.execute(client, "http://track", ProbeTenant("acme", "key"), {},
+                               _delete_probe(), {})  # fmt: skip
+    assert (answer.status, len(calls)) == (503, 1)
+
+
+def test_a_track_that_keeps_shedding_is_compared_as_it_answered_after_a_bounded_wait() -> None:
+    client, calls = _shedding_track(refusals=1000, retry_after="0")
+    _, answer = probes.execute(client, "http://track", ProbeTenant("acme", "key"), {},
+                               _delete_probe(), {})  # fmt: skip
+    assert answer.status == 503
+    assert 1 < len(calls) < 10

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -560,13 +561,36 @@ def execute(
     url = f"{path}?{query}" if query else path
     sent_headers = tuple((k, v) for k, v in headers.items() if k not in ("Content-Type",))
     sent = SentRequest(spec.method, url, sent_headers, body_note)
-    try:
-        response = client.request(
-            spec.method, base_url.rstrip("/") + url, headers=headers, content=body
-        )
-    except httpx.HTTPError as exc:
-        return sent, Answer(0, error=f"{type(exc).__name__}: {exc}")
+    for attempt in range(SHED_ATTEMPTS):
+        try:
+            response = client.request(
+                spec.method, base_url.rstrip("/") + url, headers=headers, content=body
+            )
+        except httpx.HTTPError as exc:
+            return sent, Answer(0, error=f"{type(exc).__name__}: {exc}")
+        wait = shed_delay(response)
+        if wait is None or attempt == SHED_ATTEMPTS - 1:
+            break
+        time.sleep(wait)
     return sent, _answer(response, spec.method, body)
+
+
+# Load shedding is not behaviour: a 429, or a 503 with Retry-After (RFC 9110 15.6.4, 10.2.3),
+# says "later", and the probe tenant shares its fair share with live traffic. A probe asks again,
+# a few times and briefly; a track that keeps shedding is still compared as it answered.
+SHED_ATTEMPTS = 4
+SHED_MAX_WAIT = 2.0
+
+
+def shed_delay(response: httpx.Response) -> float | None:
+    """Seconds to wait before asking again, or None when the answer is not load shedding."""
+    if response.status_code not in (429, 503) or "retry-after" not in response.headers:
+        return None
+    try:
+        asked = float(response.headers["retry-after"])
+    except ValueError:  # an HTTP-date: not used by this service, wait the most
+        asked = SHED_MAX_WAIT
+    return min(max(asked, 0.1), SHED_MAX_WAIT)
 
 
 def run_probes(
