@@ -182,7 +182,9 @@ class LocalEnv:
             str(self.envs),
         ]
 
-    def deliver(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    # Generous: a delivery is two probe rounds plus its steps, and a loaded 2-core machine can
+    # triple that. A killed deliverer would leave its canary for the next test to trip over.
+    def deliver(self, *args: str, timeout: float = 360) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             self.argv(*args), capture_output=True, text=True, timeout=timeout, cwd=self.repo
         )

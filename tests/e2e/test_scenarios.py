@@ -301,10 +301,10 @@ def test_host_state_after_deliveries(local_env: Any) -> None:
     running = [f"127.0.0.1:{t.proc.port}" for t in env.read().tracks.values()]
     assert running
     health: dict[str, str] = {}
-    for _ in range(20):
+    for _ in range(40):
         targets = httpx.get(f"{env.prometheus_url()}/api/v1/targets", timeout=5).json()
         health = {t["labels"]["instance"]: t["health"] for t in targets["data"]["activeTargets"]}
-        if all(health.get(i) != "unknown" for i in running):
+        if all(health.get(i) not in (None, "unknown") for i in running):  # listed and scraped
             break
         time.sleep(0.5)
     assert {i: health.get(i) for i in running} == dict.fromkeys(running, "up"), health

@@ -11,6 +11,8 @@ import httpx
 import pytest
 import pyvips
 from delivery import traffic
+from image_service.options import parse_options
+from image_service.signing import verify
 
 
 def test_the_seed_image_is_a_png_libvips_decodes() -> None:
@@ -119,3 +121,20 @@ def test_seeds_are_reused_and_a_refusing_tenant_does_not_stop_the_others() -> No
         images = traffic.seed_images(client, "http://gw", tenants, known, patience=0.2)
     assert images == {"acme": "old-acme", "globex": "new-globex"}
     assert "acme" not in posts  # reused, not uploaded again
+
+
+def test_signed_reads_verify_with_the_services_own_rule_and_unsigned_ones_remain() -> None:
+    secret = b"s3cret"
+    rng = random.Random(7)
+    reads = [traffic.choose(rng, "acme", "k", "img", [], {}, secret) for _ in range(600)]
+    gets = [p for p in reads if p.method == "GET" and p.kind in ("read", "cold")]
+    signed = [p for p in gets if "sig=" in p.path]
+    assert 0.3 < len(signed) / len(gets) < 0.7  # both kinds, in a realistic mix
+    for plan in signed:
+        pairs = [
+            (k, v) for k, _, v in (kv.partition("=") for kv in plan.path.split("?")[1].split("&"))
+        ]
+        options, sig = parse_options(pairs, 4096)  # the service's own parser
+        assert sig is not None
+        assert verify((secret,), "acme", "img", options, sig), plan.path
+        assert not verify((b"other",), "acme", "img", options, sig)

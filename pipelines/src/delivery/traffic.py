@@ -1,7 +1,7 @@
 """A bounded synthetic traffic generator for the local environment: a multi-tenant mix of every
 route through the gateway (stored and cold renders, conditional reads, uploads, deletes),
-loopback only, at a fixed total rate, for at most `max_seconds`. Unsigned reads only: the local
-tenants have no signing secret (the golden probes cover signatures where one is configured).
+loopback only, at a fixed total rate, for at most `max_seconds`. Reads are signed or unsigned:
+each local tenant has a signing secret and still allows unsigned reads.
 
 It gives the judge its samples and the end-to-end tests their "what did users see" figures: every
 second it rewrites a JSON file with response counts per tenant and status code.
@@ -26,6 +26,7 @@ from types import FrameType
 from urllib.parse import urlsplit
 
 import httpx
+from image_contracts.renditions import SIGNATURE_PARAM, signature
 
 WIDTHS = (16, 24, 32, 48, 64)
 WORKERS = 8
@@ -163,7 +164,10 @@ MIX = (
     ("upload", 0.10),  # a new image, distinct bytes every time
     ("delete", 0.06),  # one of this worker's own uploads
 )
-FITS = ("cover", "contain", "fill", "inside")
+# Non-default fits only: the canonical (signable) spelling omits a default, and the plain reads
+# below already use the default fit.
+FITS = ("cover", "contain", "fill", "outside")
+SIGNED_SHARE = 0.5
 FORMATS = ("jpeg", "png", "webp")
 
 
@@ -185,9 +189,11 @@ def choose(
     image: str,
     own: Sequence[str],
     etags: Mapping[str, str],
+    secret: bytes | None = None,
 ) -> Plan:
     """What to send next. `rng` is seeded per run, so cold renders ask for renditions no
-    earlier run stored; a delete needs an upload of ours first."""
+    earlier run stored; a delete needs an upload of ours first. With the tenant's signing
+    secret, about half the reads are signed URLs, as a tenant's own pages would link them."""
     kind = rng.choices([k for k, _ in MIX], weights=[w for _, w in MIX])[0]
     auth = (("Authorization", f"Bearer {key}"),)
     if kind == "delete" and not own:
@@ -205,8 +211,12 @@ def choose(
         width = 8 + rng.randrange(393)
         height = 8 + rng.randrange(393)
         query = f"w={width}&h={height}&fit={rng.choice(FITS)}&format={rng.choice(FORMATS)}"
-        return Plan(kind, "GET", f"/v1/{tenant}/images/{image}?{query}")
-    return Plan(kind, "GET", f"/v1/{tenant}/images/{image}?w={rng.choice(WIDTHS)}")
+    else:
+        query = f"w={rng.choice(WIDTHS)}"
+    # Queries are built in the contract's canonical order, so they can be signed as they are.
+    if secret is not None and rng.random() < SIGNED_SHARE:
+        query = f"{query}&{SIGNATURE_PARAM}={signature(secret, tenant, image, query)}"
+    return Plan(kind, "GET", f"/v1/{tenant}/images/{image}?{query}")
 
 
 def variant_png(seed: int) -> bytes:
@@ -219,6 +229,7 @@ def worker(
     gateway: str,
     images: dict[str, str],
     keys: Mapping[str, str],
+    signing: Mapping[str, bytes],
     rate: float,
     stop: threading.Event,
     stats: Stats,
@@ -238,7 +249,15 @@ def worker(
             # Open loop: keep the schedule even when responses are slow (bounded catch-up).
             next_at = max(next_at + period, time.monotonic() - 1.0)
             tenant = rng.choice(tenants)
-            plan = choose(rng, tenant, keys[tenant], images[tenant], own[tenant], etags[tenant])
+            plan = choose(
+                rng,
+                tenant,
+                keys[tenant],
+                images[tenant],
+                own[tenant],
+                etags[tenant],
+                signing.get(tenant),
+            )
             headers = dict(plan.headers)
             body = None
             if plan.body_seed is not None:
@@ -290,13 +309,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit("traffic: no tenant accepted a seed image; see the reasons above")
     stats.seeds = images
     keys = {t["id"]: t["key"] for t in tenants}
+    signing = {t["id"]: t["secret"].encode() for t in tenants if t.get("secret")}
     # A fresh seed per run: cold renders ask for options no earlier run has stored.
     run_seed = args.seed if args.seed is not None else secrets.randbits(32)
     print(f"traffic: seed {run_seed}", flush=True)
     workers = [
         threading.Thread(
             target=worker,
-            args=(args.gateway, images, keys, args.rps / WORKERS, stop, stats, run_seed + n),
+            args=(
+                args.gateway,
+                images,
+                keys,
+                signing,
+                args.rps / WORKERS,
+                stop,
+                stats,
+                run_seed + n,
+            ),
             daemon=True,
         )
         for n in range(WORKERS)
