@@ -53,10 +53,14 @@ def test_the_service_resolves_each_tenants_signing_secret_to_the_generators(
         assert stat.S_IMODE(tenants.secret_file(tenants_file, tid).stat().st_mode) == 0o600
 
 
-def test_a_keys_file_from_before_signing_secrets_is_renewed(tmp_path: Path) -> None:
+def test_a_keys_file_from_before_signing_secrets_keeps_its_keys_and_gains_secrets(
+    tmp_path: Path,
+) -> None:
     keys_file, tenants_file = tmp_path / "keys.json", tmp_path / "tenants.toml"
     keys_file.write_text(json.dumps([{"id": "acme", "key": "old"}]))
     tenants.ensure(keys_file, tenants_file, ["acme"], None)
     (entry,) = json.loads(keys_file.read_text())
+    assert entry["key"] == "old"  # a running service and generator still agree on it
     assert entry["secret"]
-    assert entry["key"] != "old"
+    (loaded,) = load_tenants_file(str(tenants_file), {}, 10_000_000).values()
+    assert loaded.signing_secrets == (entry["secret"].encode(),)

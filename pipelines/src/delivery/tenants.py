@@ -34,19 +34,27 @@ def keys(keys_file: Path, tenant_ids: Sequence[str]) -> tuple[tuple[TenantKey, .
     """The tenants' keys, and whether they are new (then the tenants file must be rewritten)."""
     if keys_file.exists():
         entries = json.loads(keys_file.read_text())
-        # A keys file from before signing secrets is renewed whole, like a changed tenant list.
-        if [t.get("id") for t in entries] == list(tenant_ids) and all(
-            "secret" in t for t in entries
-        ):
-            return tuple(TenantKey(t["id"], t["key"], t["secret"]) for t in entries), False
-    fresh = tuple(
-        TenantKey(t, secrets.token_urlsafe(24), secrets.token_urlsafe(32)) for t in tenant_ids
+        if [t.get("id") for t in entries] == list(tenant_ids):
+            if all("secret" in t for t in entries):
+                return tuple(TenantKey(t["id"], t["key"], t["secret"]) for t in entries), False
+            # A keys file from before signing secrets: keep the keys (running processes know
+            # them), add the secrets.
+            return _write(keys_file, [TenantKey(t["id"], t["key"], _secret()) for t in entries])
+    return _write(
+        keys_file, [TenantKey(t, secrets.token_urlsafe(24), _secret()) for t in tenant_ids]
     )
+
+
+def _secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def _write(keys_file: Path, fresh: Sequence[TenantKey]) -> tuple[tuple[TenantKey, ...], bool]:
     keys_file.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(keys_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         json.dump([{"id": t.id, "key": t.key, "secret": t.secret} for t in fresh], handle)
-    return fresh, True
+    return tuple(fresh), True
 
 
 def secret_file(tenants_file: Path, tenant: str) -> Path:
