@@ -120,7 +120,7 @@ def test_5_prometheus_stopped_mid_analysis_never_promotes(local_env: Any) -> Non
         prom = local_env.env.proc("prometheus")
         assert prom is not None
         procs.stop(prom)
-        out, _ = proc.communicate(timeout=90)
+        out, _ = proc.communicate(timeout=240)  # a bound, not a target: loaded CI
     finally:
         if proc.poll() is None:
             proc.kill()

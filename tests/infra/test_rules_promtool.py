@@ -28,6 +28,13 @@ def requests(code: str, values: str) -> dict[str, str]:
     )
 
 
+def canary(code: str, values: str) -> dict[str, str]:
+    labels = f'tenant="acme", code="{code}", route="/i/{{key}}", method="GET", cell="prod-a"'
+    return series(
+        "image_service_http_requests_total", f'{labels}, track="canary", version="v2"', values
+    )
+
+
 def latency(le_values: str, count_values: str) -> list[dict[str, str]]:
     base = f'tenant="acme", {SVC}'
     return [
@@ -91,6 +98,13 @@ SCENARIOS: dict[str, Scenario] = {
         [series("image_service_storage_errors_total", STORAGE, "0+60x30")],
         [series("image_service_storage_errors_total", STORAGE, "0x30")],
         {"track": "stable", "version": "v1", "cell": "prod-a", "backend": "s3", "operation": "get"},
+    ),
+    # 30 of 60 canary requests a minute fail for acme: 50% > 5%. Silent: 1 of 60 (1.7%).
+    "ImageServiceCanaryErrors": (
+        "1m", "10m",
+        [canary("200", "0+30x20"), canary("500", "0+30x20")],
+        [canary("200", "0+59x20"), canary("500", "0+1x20")],
+        {"tenant": "acme", "cell": "prod-a", "version": "v2"},
     ),
     "ThanosSidecarUploadFailing": (
         "1m", "30m",

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from image_contracts.metrics import REQUEST_DURATION as DURATION
 from image_contracts.metrics import REQUESTS
+from image_contracts.tracks import Track
 
 Severity = Literal["page", "ticket"]
 
@@ -242,6 +243,37 @@ def cells_group() -> RuleGroup:
     )
 
 
+@dataclass(frozen=True)
+class CanaryLimits:
+    """A canary failing more than `error_ratio` of one tenant's requests (over 1m): the judge
+    aborts it within a step; this alert tells the people watching, on the same data."""
+
+    error_ratio: float = 0.05
+
+
+def canary_group(limits: CanaryLimits) -> RuleGroup:
+    by = "by (cell, tenant, version)"
+    canary = f'{{track="{Track.CANARY.value}"}}'
+    failing = f'{{track="{Track.CANARY.value}", code=~"5.."}}'
+    ratio = f"sum {by} (rate({REQUESTS}{failing}[1m])) / sum {by} (rate({REQUESTS}{canary}[1m]))"
+    return RuleGroup(
+        "image-service-delivery",
+        (
+            Alert(
+                name="ImageServiceCanaryErrors",
+                expr=f"{ratio} > {limits.error_ratio}",
+                severity="ticket",
+                summary="Canary {{ $labels.version }} fails tenant {{ $labels.tenant }}",
+                description=(
+                    "The canary {{ $labels.version }} in cell {{ $labels.cell }} answers more "
+                    f"than {limits.error_ratio:.0%} of tenant {{{{ $labels.tenant }}}}'s requests "
+                    "with a 5xx over the last minute."
+                ),
+            ),
+        ),
+    )
+
+
 def platform_health_group() -> RuleGroup:
     return RuleGroup(
         "metrics-pipeline-health",
@@ -304,6 +336,7 @@ def all_groups(
         slo_group(targets or SloTargets()),
         saturation_group(limits or SaturationLimits()),
         cells_group(),
+        canary_group(CanaryLimits()),
         platform_health_group(),
     )
 
