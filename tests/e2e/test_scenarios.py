@@ -206,12 +206,6 @@ def test_deliverer_killed_at_each_stage_converges_and_never_promotes_unsafely(
         assert all(d.get("outcome") != "promoted" for d in records), records
 
 
-@pytest.mark.xfail(
-    reason="known regression (session 2): the per-cell recording rules and panels added for "
-    "issue 15 return no data in the local Prometheus (it does not evaluate those recording "
-    "rules); fix before anything else",
-    strict=False,
-)
 def test_8_every_exported_promql_returns_data(local_env: Any) -> None:
     try:
         from infra.observability.queries import exported_queries
