@@ -30,6 +30,14 @@ def test_local_round_trip(tmp_path: Path) -> None:
     store.check()
 
 
+@pytest.mark.parametrize("size", [0, 1, 4096, 3 * 2**20 + 7])
+def test_local_reads_back_every_byte(tmp_path: Path, size: int) -> None:
+    data = bytes(i * 7 % 251 for i in range(size))
+    storage = LocalStorage(tmp_path)
+    storage.put("t/renditions/x/y.img", data, "image/jpeg")
+    assert storage.get("t/renditions/x/y.img") == data
+
+
 @pytest.mark.parametrize("key", ["../x", "t/../../etc/passwd", "/abs", "t//x", "T/x", ""])
 def test_local_refuses_unsafe_keys(tmp_path: Path, key: str) -> None:
     with pytest.raises(StorageError):

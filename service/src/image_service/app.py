@@ -16,10 +16,10 @@ from image_contracts.tenants import is_tenant_id
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from image_service import faults
 from image_service.caching import cache_control, none_match
@@ -378,6 +378,14 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return error_response(DomainError("internal_error", "an unexpected error occurred"))
 
 
+class _ObservedStarlette(Starlette):
+    """Starlette with ObservabilityMiddleware outside its error layer rather than inside."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        service: Service = self.state.service
+        return ObservabilityMiddleware(super().build_middleware_stack(), service)
+
+
 def create_app(service: Service) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -396,9 +404,8 @@ def create_app(service: Service) -> Starlette:
         Route("/metrics", metrics),
         Route("/openapi.json", openapi),
     ]
-    app = Starlette(
+    app = _ObservedStarlette(
         routes=routes,
-        middleware=[Middleware(ObservabilityMiddleware)],
         exception_handlers={
             DomainError: _refused,
             HTTPException: _http_error,
