@@ -94,6 +94,10 @@ class LocalStorage:
     def exists(self, key: str) -> bool:
         return os.path.isfile(self._file(key))  # noqa: PTH113 (hot path, see _file)
 
+    def local_path(self, key: str) -> Path | None:
+        path = self._path(key)
+        return path if path.is_file() else None
+
     def delete(self, key: str) -> bool:
         try:
             self._path(key).unlink()
