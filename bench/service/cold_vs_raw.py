@@ -9,7 +9,8 @@ Workload (issue 14): 2000x1333 JPEGs -> 360-600 px JPEG q80, every request a dis
   request a distinct URL (never a stored rendition), taken at its best of 2, 4 and 8
   connections with no failed response.
 Each contender is warmed up, then measured once per round, A B A B, so background load hits
-both alike. Prints each run, the best of each, the ratio and the load average.
+both alike. Prints each run, the best of each and the ratios (wall-clock, and per CPU-second of
+the contender's own process, which a loaded machine distorts less), with the load average.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import httpx
 import pyvips
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stored_vs_static import KEY, free_port, wait_ready
+from stored_vs_static import KEY, cpu_seconds, free_port, wait_ready
 
 from bench import WRK_SCRIPT, jpeg_variant, photo, service_env
 
@@ -43,8 +44,9 @@ def jpeg_shrink(src_w: int, out_w: int) -> int:
     return next((s for s in (8, 4, 2) if src_w // s >= out_w), 1)
 
 
-def raw_rate(originals: list[bytes], seconds: float, threads: int = 2) -> float:
-    """Renders per second of a plain libvips loop on `threads` threads."""
+def raw_rate(originals: list[bytes], seconds: float, threads: int = 2) -> tuple[float, float]:
+    """(renders per second, renders per CPU-second) of a plain libvips loop on `threads`
+    threads. The CPU is this process's, which does nothing else meanwhile."""
     stop = time.monotonic() + seconds
     counts = [0] * threads
 
@@ -58,13 +60,14 @@ def raw_rate(originals: list[bytes], seconds: float, threads: int = 2) -> float:
             counts[slot] += 1
             n += threads
 
-    started = time.monotonic()
+    started, cpu = time.monotonic(), time.process_time()
     workers = [threading.Thread(target=loop, args=(i,)) for i in range(threads)]
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join()
-    return sum(counts) / (time.monotonic() - started)
+    done = sum(counts)
+    return done / (time.monotonic() - started), done / (time.process_time() - cpu)
 
 
 class Urls:
@@ -82,12 +85,16 @@ class Urls:
         return chunk
 
 
-def wrk_rate(base: str, paths: list[str], seconds: int, connections: int, work: Path) -> float:
-    """Requests per second; refuses a run with any failed response or socket error."""
+def wrk_rate(
+    base: str, paths: list[str], seconds: int, connections: int, work: Path, pid: int
+) -> tuple[float, float]:
+    """(requests per second, requests per CPU-second of the server process `pid`); refuses a
+    run with any failed response or socket error."""
     listing = work / "paths.txt"
     listing.write_text("\n".join(paths) + "\n")
     script = work / "cold.lua"
     script.write_text(WRK_SCRIPT % {"file": listing, "threads": 2})
+    cpu = cpu_seconds(pid)
     out = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", str(script), base],
         capture_output=True,
@@ -95,6 +102,7 @@ def wrk_rate(base: str, paths: list[str], seconds: int, connections: int, work: 
         check=True,
         timeout=seconds + 60,
     ).stdout
+    cpu = cpu_seconds(pid) - cpu
     total = re.search(r"(\d+) requests in", out)
     rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
     assert total, out
@@ -103,7 +111,7 @@ def wrk_rate(base: str, paths: list[str], seconds: int, connections: int, work: 
         raise RuntimeError(f"failed responses at {connections} connections:\n{out}")
     if int(total.group(1)) > len(paths):
         raise RuntimeError("a run wrapped around its URL list: it met stored renditions")
-    return float(rate.group(1))
+    return float(rate.group(1)), int(total.group(1)) / cpu
 
 
 def main() -> int:
@@ -140,25 +148,31 @@ def main() -> int:
                 for data in originals
             ]
         urls = Urls(ids)
-        per_run = 700 * args.seconds  # well above the service's rate on 2 cores
+        per_run = 400 * args.seconds  # above the service's rate on 2 cores (checked per run)
         load = os.getloadavg()[0]
-        wrk_rate(base, urls.take(per_run), 2, 8, work)  # warm-up
+        wrk_rate(base, urls.take(800), 2, 8, work, server.pid)  # warm-up
         raw_rate(originals, 2)
-        runs: dict[str, list[float]] = {"raw": [], "service": []}
+        runs: dict[str, list[tuple[float, float]]] = {"raw": [], "service": []}
         for _ in range(args.rounds):
             runs["raw"].append(raw_rate(originals, args.seconds))
             by_connections = {
-                c: wrk_rate(base, urls.take(per_run), args.seconds, c, work) for c in CONNECTIONS
+                c: wrk_rate(base, urls.take(per_run), args.seconds, c, work, server.pid)
+                for c in CONNECTIONS
             }
-            print(f"service by connections: { {c: round(r) for c, r in by_connections.items()} }")
+            shown = {c: round(r) for c, (r, _) in by_connections.items()}
+            print(f"service req/s by connections: {shown}")
             runs["service"].append(max(by_connections.values()))
-        for name, rates in runs.items():
-            print(f"{name:>8}: {[round(r) for r in rates]} per second")
-        best = {name: max(rates) for name, rates in runs.items()}
+        for name, got in runs.items():
+            rates, per_cpu = [round(r) for r, _ in got], [round(c) for _, c in got]
+            print(f"{name:>8}: per second {rates}, per CPU-second {per_cpu}")
+        best = {name: max(r for r, _ in got) for name, got in runs.items()}
+        cpu = {name: max(c for _, c in got) for name, got in runs.items()}
         print(
             f"best: service {best['service']:.0f} req/s, raw libvips {best['raw']:.0f} img/s, "
-            f"ratio {best['service'] / best['raw']:.2f}; load average {load:.1f} -> "
-            f"{os.getloadavg()[0]:.1f}; {args.seconds} s x {args.rounds} rounds"
+            f"ratio {best['service'] / best['raw']:.2f}; per CPU-second: service "
+            f"{cpu['service']:.1f}, raw {cpu['raw']:.1f}, ratio {cpu['service'] / cpu['raw']:.2f}; "
+            f"load average {load:.1f} -> {os.getloadavg()[0]:.1f}; "
+            f"{args.seconds} s x {args.rounds} rounds"
         )
     finally:
         server.terminate()
