@@ -99,3 +99,30 @@ def test_parser_refusals_are_json(live_server: Callable[..., LiveServer], payloa
     document = json.loads(body)
     assert set(document) == {"error", "detail"}
     assert document["error"] == "bad_request"
+
+
+def test_an_unexpected_error_is_a_json_500_with_request_id_and_nosniff(
+    make_app: Callable[..., App], images: Images
+) -> None:
+    def broken(*args: object) -> object:
+        raise RuntimeError("a bug in the render code")
+
+    app = make_app(render=broken)
+    iid = app.upload(images.png, tenant="beta", key=BETA_KEY).json()["id"]
+    reply = app.client.get(f"/v1/beta/images/{iid}?w=30", headers={"X-Request-Id": "bug-1"})
+    assert reply.status_code == 500
+    assert reply.json()["error"] == "internal_error"
+    assert reply.headers["x-request-id"] == "bug-1"
+    assert reply.headers["x-content-type-options"] == "nosniff"
+    counted = app.service.metrics.registry.get_sample_value(
+        "image_service_http_requests_total",
+        {
+            "track": "canary",
+            "version": "abc123",
+            "tenant": "beta",
+            "route": "/v1/{tenant}/images/{image_id}",
+            "method": "GET",
+            "code": "500",
+        },
+    )
+    assert counted == 1.0

@@ -36,3 +36,22 @@ def test_a_large_render_returns_its_heap() -> None:
     # glibc keeps the freed decode buffers in the worker's arena (about 30 MB here) until
     # trimmed; a no-op trim would leave RSS where it was.
     assert before - rss_bytes() >= 4 * 2**20
+
+
+def test_a_render_from_the_file_equals_the_render_from_the_bytes(tmp_path: Path) -> None:
+    """Local originals are rendered from their files (ADR 171); the output must not change."""
+    rgb = pyvips.Image.gaussnoise(640, 400).cast("uchar").bandjoin([128, 64])
+    originals = {
+        "jpeg": bytes(rgb.copy(interpretation="srgb").jpegsave_buffer(Q=90)),
+        "png": bytes(rgb.copy(interpretation="srgb").pngsave_buffer()),
+        "webp": bytes(rgb.copy(interpretation="srgb").webpsave_buffer()),
+    }
+    cases = [RenditionOptions(width=100), RenditionOptions(80, 80, "cover"), RenditionOptions()]
+    for fmt, data in originals.items():
+        path = tmp_path / fmt
+        path.write_bytes(data)
+        for options in cases:
+            from_bytes = render(data, options, "png", Limits(), (255, 255, 255))
+            from_file = render(path, options, "png", Limits(), (255, 255, 255))
+            assert (from_file.width, from_file.height) == (from_bytes.width, from_bytes.height)
+            assert from_file.data == from_bytes.data, (fmt, options)

@@ -6,12 +6,14 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from image_service.local_storage import TEMP_PREFIX, LocalStorage
 from image_service.storage import StorageError
-from service_testkit import Images, LiveServer
+from image_service.transform import render
+from service_testkit import BETA_KEY, App, Images, LiveServer
 
 
 def test_local_round_trip(tmp_path: Path) -> None:
@@ -28,6 +30,14 @@ def test_local_round_trip(tmp_path: Path) -> None:
     assert not store.delete("t/originals/abc")
     assert store.get("t/originals/abc") is None
     store.check()
+
+
+@pytest.mark.parametrize("size", [0, 1, 4096, 3 * 2**20 + 7])
+def test_local_reads_back_every_byte(tmp_path: Path, size: int) -> None:
+    data = bytes(i * 7 % 251 for i in range(size))
+    storage = LocalStorage(tmp_path)
+    storage.put("t/renditions/x/y.img", data, "image/jpeg")
+    assert storage.get("t/renditions/x/y.img") == data
 
 
 @pytest.mark.parametrize("key", ["../x", "t/../../etc/passwd", "/abs", "t//x", "T/x", ""])
@@ -81,3 +91,35 @@ def test_interrupted_upload_leaves_no_partial_object(
     )
     assert ok.status_code == 201
     assert len([p for p in store.rglob("*") if p.is_file()]) == 1
+
+
+def test_a_local_original_reaches_the_renderer_as_its_file(
+    make_app: Callable[..., App], images: Images
+) -> None:
+    given: list[object] = []
+
+    def recording(*args: Any) -> Any:
+        given.append(args[0])
+        return render(*args)
+
+    app = make_app(render=recording)
+    iid = app.upload(images.jpeg, tenant="beta", key=BETA_KEY).json()["id"]
+    assert app.client.get(f"/v1/beta/images/{iid}?w=40").status_code == 200
+    assert len(given) == 1
+    assert isinstance(given[0], Path)
+    assert given[0].read_bytes() == images.jpeg
+
+
+def test_an_original_deleted_during_its_render_is_not_found(
+    make_app: Callable[..., App], images: Images, caplog: pytest.LogCaptureFixture
+) -> None:
+    def deleting(*args: Any) -> Any:
+        args[0].unlink()  # the DELETE wins the race while the render starts
+        return render(*args)
+
+    app = make_app(render=deleting)
+    iid = app.upload(images.jpeg, tenant="beta", key=BETA_KEY).json()["id"]
+    reply = app.client.get(f"/v1/beta/images/{iid}?w=40")
+    assert reply.status_code == 404
+    assert reply.json()["error"] == "not_found"
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]

@@ -16,10 +16,10 @@ from image_contracts.tenants import is_tenant_id
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from image_service import faults
 from image_service.caching import cache_control, none_match
@@ -41,7 +41,7 @@ from image_service.storage import (
     renditions_prefix,
 )
 from image_service.tenants import Tenant, bearer_key, key_matches
-from image_service.transform import ImageInfo, Rendered
+from image_service.transform import ImageInfo, Original, Rendered, original_head
 
 log = logging.getLogger("image_service")
 
@@ -204,15 +204,25 @@ def _fetch_and_render(
     limits: Limits,
     background: tuple[int, int, int],
 ) -> tuple[Rendered, str, float] | None:
-    """Worker-thread job: read the original, render it; None when the original is gone."""
-    original = storage.get(source_key)
+    """Worker-thread job: read the original, render it; None when the original is gone.
+
+    A local original is rendered from its file (ADR 171): libvips reads it in blocks, so two
+    renders of a large JPEG do not each hold a whole copy of it at the peak.
+    """
+    original: Original | None = storage.local_path(source_key) or storage.get(source_key)
     if original is None:
         return None
-    out_format = resolved or sniff(original) or "jpeg"
     started = time.perf_counter()
+    size = 0  # of the original, for release_after
     try:
+        out_format = resolved or sniff(original_head(original)) or "jpeg"
+        size = len(original) if isinstance(original, bytes) else original.stat().st_size
         rendered = render(original, options, out_format, limits, background)
-    except pyvips.Error as exc:
+    except (pyvips.Error, OSError) as exc:
+        if not storage.exists(source_key):
+            return None  # deleted while it rendered from its file: gone, not broken
+        if isinstance(exc, OSError):
+            raise StorageError("get", str(exc)) from exc
         # Uploads are validated, so this is a gap in validation, not the client's fault; it
         # is logged as an error, and the client still gets a 4xx rather than a 5xx.
         log.error("stored original failed to render", exc_info=exc)
@@ -220,7 +230,7 @@ def _fetch_and_render(
             "unrenderable", "this image cannot be rendered with these options"
         ) from exc
     finally:
-        release_after(len(original))
+        release_after(size)
     return rendered, out_format, time.perf_counter() - started
 
 
@@ -378,6 +388,14 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return error_response(DomainError("internal_error", "an unexpected error occurred"))
 
 
+class _ObservedStarlette(Starlette):
+    """Starlette with ObservabilityMiddleware outside its error layer rather than inside."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        service: Service = self.state.service
+        return ObservabilityMiddleware(super().build_middleware_stack(), service)
+
+
 def create_app(service: Service) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -396,9 +414,8 @@ def create_app(service: Service) -> Starlette:
         Route("/metrics", metrics),
         Route("/openapi.json", openapi),
     ]
-    app = Starlette(
+    app = _ObservedStarlette(
         routes=routes,
-        middleware=[Middleware(ObservabilityMiddleware)],
         exception_handlers={
             DomainError: _refused,
             HTTPException: _http_error,

@@ -14,6 +14,7 @@ any side effect, and the full Starlette path handles the request from the start.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -43,6 +44,11 @@ class _RouteLabel:
 
 
 ROUTE_LABEL = _RouteLabel("/v1/{tenant}/images/{image_id}")
+
+
+@functools.cache
+def _cache_control(track: str) -> bytes:
+    return cache_control(track).encode("latin-1")
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
@@ -101,7 +107,7 @@ async def serve_stored(svc: Service, scope: Scope, send: Send) -> bool:
         await error_response(exc)(scope, _no_body, send)
         return True
     reply: list[tuple[bytes, bytes]] = [
-        (b"cache-control", cache_control(svc.settings.track).encode("latin-1")),
+        (b"cache-control", _cache_control(svc.settings.track)),
         (b"etag", plan.etag.encode("latin-1")),
     ]
     if plan.negotiated:

@@ -24,7 +24,9 @@ def header_refusal(headers: list[tuple[bytes, bytes]], limits: Limits) -> Domain
     """uvicorn with httptools bounds neither header count nor size; the service does (431)."""
     if len(headers) > limits.max_headers:
         return DomainError("headers_too_large", f"more than {limits.max_headers} request headers")
-    size = sum(len(k) + len(v) + 4 for k, v in headers)
+    size = 4 * len(headers)  # ": " and CRLF
+    for name, value in headers:
+        size += len(name) + len(value)
     if size > limits.max_header_bytes:
         return DomainError(
             "headers_too_large", f"request headers exceed {limits.max_header_bytes} bytes"
@@ -32,26 +34,41 @@ def header_refusal(headers: list[tuple[bytes, bytes]], limits: Limits) -> Domain
     return None
 
 
-class ObservabilityMiddleware:
-    """Request id, in-flight gauge, request metrics, one JSON access line, nosniff on all."""
+NOSNIFF = (b"x-content-type-options", b"nosniff")
 
-    def __init__(self, app: ASGIApp) -> None:
+
+def request_id(headers: list[tuple[bytes, bytes]]) -> str:
+    """The client's X-Request-Id when well formed, else a fresh one."""
+    for name, value in headers:
+        if name == b"x-request-id":
+            text = value.decode("latin-1")
+            if REQUEST_ID.fullmatch(text):
+                return text
+            break
+    # Request ids correlate log lines; they need to be unique, not unguessable.
+    return f"{random.getrandbits(128):032x}"
+
+
+class ObservabilityMiddleware:
+    """Request id, in-flight gauge, request metrics, one JSON access line, nosniff on all.
+
+    It wraps Starlette's whole stack (create_app), error middleware included, so a stored hit
+    answered by fastpath.py skips every Starlette layer, and a 500 also carries the request id.
+    """
+
+    def __init__(self, app: ASGIApp, service: Service) -> None:
         self.app = app
+        self.service = service
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        svc: Service = scope["app"].state.service
-        m = svc.metrics
+        svc = self.service
+        http = svc.metrics.http
         started = time.perf_counter()
-        text = ""
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                text = value.decode("latin-1")
-                break
-        # Request ids correlate log lines; they need to be unique, not unguessable.
-        request_id = text if REQUEST_ID.fullmatch(text) else f"{random.getrandbits(128):032x}"
+        rid = request_id(scope["headers"])
+        extra = ((b"x-request-id", rid.encode()), NOSNIFF)
         status = 500
         sent = 0
 
@@ -59,17 +76,12 @@ class ObservabilityMiddleware:
             nonlocal status, sent
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [
-                    *message.get("headers", []),
-                    (b"x-request-id", request_id.encode()),
-                    (b"x-content-type-options", b"nosniff"),
-                ]
+                message["headers"] = [*message.get("headers", ()), *extra]
             elif message["type"] == "http.response.body":
                 sent += len(message.get("body", b""))
             await send(message)
 
-        inflight = m.child(m.inflight)
-        inflight.inc()
+        http.inflight += 1
         try:
             refusal = header_refusal(scope["headers"], svc.settings.limits)
             if refusal is not None:
@@ -78,22 +90,17 @@ class ObservabilityMiddleware:
             if not (svc.fast_reads and await serve_stored(svc, scope, wrapped_send)):
                 await self.app(scope, receive, wrapped_send)
         finally:
-            inflight.dec()
+            http.inflight -= 1
             elapsed = time.perf_counter() - started
-            route_obj = scope.get("route")
-            route = getattr(route_obj, "path", "unmatched")
+            route = getattr(scope.get("route"), "path", "unmatched")
             tenant = scope.get("state", {}).get("tenant", "unknown")
             method = scope["method"] if scope["method"] in METHODS else "other"
-            requests, duration, bytes_sent = m.request_series(tenant, route, method, str(status))
-            requests.inc()
-            duration.observe(elapsed)
-            if tenant != "unknown":
-                bytes_sent.inc(sent)
+            http.record(tenant, route, method, str(status), elapsed, sent)
             if access_log.isEnabledFor(logging.INFO):
                 access_log.info(
                     "request",
                     extra={
-                        "request_id": request_id,
+                        "request_id": rid,
                         "tenant": tenant,
                         "route": route,
                         "method": method,

@@ -6,6 +6,7 @@ put, so an interrupted upload never leaves a partial object behind.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -59,6 +60,9 @@ class S3Storage:
         except BotoCoreError as exc:
             raise StorageError("get", str(exc)) from exc
         return body
+
+    def local_path(self, key: str) -> Path | None:
+        return None  # objects live in S3: renders read them with get()
 
     def exists(self, key: str) -> bool:
         try:

@@ -26,7 +26,7 @@ from image_service.workers import UploadGate, WorkerPool
 log = logging.getLogger("image_service")
 T = TypeVar("T")
 RenderFn = Callable[
-    [bytes, RenditionOptions, str, Limits, tuple[int, int, int]], transform.Rendered
+    [transform.Original, RenditionOptions, str, Limits, tuple[int, int, int]], transform.Rendered
 ]
 ProbeFn = Callable[[bytes, frozenset[str], Limits], transform.ImageInfo]
 

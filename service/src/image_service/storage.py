@@ -8,6 +8,7 @@ Deleting an image removes its original and its whole renditions prefix.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
 
@@ -30,6 +31,10 @@ class Storage(Protocol):
     def get(self, key: str) -> bytes | None: ...
 
     def exists(self, key: str) -> bool: ...
+
+    def local_path(self, key: str) -> Path | None:
+        """The object's file when it is one on this machine (libvips then reads it in blocks
+        instead of from a whole copy in memory); None: absent or not local, use get()."""
 
     def delete(self, key: str) -> bool: ...
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pyvips
@@ -26,6 +27,10 @@ from image_service.options import RenditionOptions
 RENDER_VERSION = "r2"
 UNBOUNDED = 10_000_000
 THUMB_CROPS = {"center": "centre", "attention": "attention", "entropy": "entropy"}
+# A stored original: its bytes, or its file on local storage. libvips reads a file in small
+# blocks, so a render never holds a whole copy of the original in memory (ADR 171).
+Original = bytes | Path
+HEAD_BYTES = 4096  # enough for sniff(): magic numbers and an AVIF ftyp box
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,31 @@ def _load(data: bytes, fmt: str, all_frames: bool, **extra: Any) -> pyvips.Image
     if all_frames and fmt in ("gif", "webp"):
         extra["n"] = -1
     return loader(data, **extra)
+
+
+def original_head(original: Original) -> bytes:
+    """The first bytes of an original, for sniff()."""
+    if isinstance(original, bytes):
+        return original[:HEAD_BYTES]
+    with original.open("rb") as handle:
+        return handle.read(HEAD_BYTES)
+
+
+def _source(original: Original) -> pyvips.Source:
+    """A fresh libvips source per load: each load reads from the start."""
+    if isinstance(original, bytes):
+        return pyvips.Source.new_from_memory(original)
+    return pyvips.Source.new_from_file(str(original))
+
+
+def _load_original(
+    original: Original, fmt: str, all_frames: bool = False, **extra: Any
+) -> pyvips.Image:
+    """The sniffed format's own loader only (as for uploads), reading from a source."""
+    loader = getattr(pyvips.Image, LOADERS[fmt].replace("_buffer", "_source"))
+    if all_frames and fmt in ("gif", "webp"):
+        extra["n"] = -1
+    return loader(_source(original), **extra)
 
 
 def detected_loader(data: bytes) -> str | None:
@@ -145,7 +175,7 @@ def jpeg_shrink_factor(src_w: int, src_h: int, out_w: int, out_h: int) -> int:
 
 
 def _jpeg_downscale(
-    data: bytes, src_w: int, src_h: int, box_w: int | None, box_h: int | None
+    data: Original, src_w: int, src_h: int, box_w: int | None, box_h: int | None
 ) -> pyvips.Image | None:
     """The common case, a plain sRGB JPEG made smaller: shrink-on-load, then one resize.
 
@@ -162,9 +192,9 @@ def _jpeg_downscale(
     shrink = jpeg_shrink_factor(src_w, src_h, out_w, out_h)
     # Sequential access: libjpeg streams the scan through a few rows of buffers instead of
     # libvips holding a whole decoded frame (autorot of a rotated image needs random access).
-    image = pyvips.Image.jpegload_buffer(data, shrink=shrink, access="sequential")
+    image = _load_original(data, "jpeg", shrink=shrink, access="sequential")
     if image.get_typeof("orientation") and int(image.get("orientation")) not in (0, 1):
-        image = pyvips.Image.jpegload_buffer(data, shrink=shrink).autorot()
+        image = _load_original(data, "jpeg", shrink=shrink).autorot()
     if image.interpretation not in ("srgb", "b-w") or image.format != "uchar":
         return None
     return image.resize(out_w / image.width, vscale=out_h / image.height)
@@ -218,7 +248,7 @@ def _save(image: pyvips.Image, fmt: str, quality: int, limits: Limits) -> bytes:
 
 
 def render(  # noqa: C901  the libvips pipeline in order: load, orient, resize, colour, encode
-    data: bytes,
+    data: Original,
     options: RenditionOptions,
     out_format: str,
     limits: Limits,
@@ -230,8 +260,8 @@ def render(  # noqa: C901  the libvips pipeline in order: load, orient, resize, 
     pipeline, and a result finished after the deadline is refused all the same.
     """
     deadline = time.monotonic() + limits.max_processing_seconds
-    src_format = sniff(data) or "jpeg"
-    header = _load(data, src_format, all_frames=True)
+    src_format = sniff(original_head(data)) or "jpeg"
+    header = _load_original(data, src_format, all_frames=True)
     frames = _frames(header)
     animated = frames > 1 and out_format in ANIMATED_OUTPUTS
     src_w, src_h = _display_size(header, frames)
@@ -245,10 +275,10 @@ def render(  # noqa: C901  the libvips pipeline in order: load, orient, resize, 
     del header
 
     def thumb(width: int, height: int, **extra: Any) -> pyvips.Image:
-        # thumbnail_buffer shrinks on load, honours EXIF orientation and, when asked, converts
+        # thumbnail shrinks on load, honours EXIF orientation and, when asked, converts
         # through the embedded ICC profile (or a fallback CMYK one) to sRGB.
-        return pyvips.Image.thumbnail_buffer(
-            data,
+        return pyvips.Image.thumbnail_source(
+            _source(data),
             width,
             height=height,
             option_string="n=-1" if animated else "",
