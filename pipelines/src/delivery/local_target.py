@@ -20,10 +20,16 @@ SERVICE_TYPE = "local:process:ImageService"
 
 
 class LocalTarget:
-    def __init__(self, repo: Path, settings: LocalSettings, env_name: str = "local") -> None:
+    def __init__(
+        self,
+        repo: Path,
+        settings: LocalSettings,
+        env_name: str = "local",
+        env: LocalEnvironment | None = None,  # one cell's processes (delivery.local_cells)
+    ) -> None:
         self.repo = repo
         self.settings = settings
-        self.env = LocalEnvironment(repo, settings, env_name)
+        self.env = env or LocalEnvironment(repo, settings, env_name)
         self._pending: dict[str, Launch] = {}
 
     # --- environment -----------------------------------------------------------------------

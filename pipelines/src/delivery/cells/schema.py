@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -89,6 +89,9 @@ class CellCatalog:
     plans: Mapping[str, WavePlan]
     default_plan: str
     source: str = ""
+    # tenant -> cell, for an environment whose tenants file is generated (the local one): the
+    # same placement a tenants file's `cell` fields give elsewhere (docs/cells.md).
+    placement: Mapping[str, str] = field(default_factory=dict)
 
     def cell(self, name: str) -> Cell:
         for c in self.cells:
@@ -243,7 +246,15 @@ def _wave_spec(raw: Any, where: str) -> WaveSpec:
 
 def parse_cells(data: Any, where: str) -> CellCatalog:
     doc = _mapping(data, where)
-    keys = {"schema_version", "environment", "default_tenant_rps", "storage", "cells", "waves"}
+    keys = {
+        "schema_version",
+        "environment",
+        "default_tenant_rps",
+        "storage",
+        "cells",
+        "waves",
+        "placement",
+    }
     _only(doc, keys, where)
     version = doc.get("schema_version")
     if version != 1:
@@ -284,7 +295,12 @@ def parse_cells(data: Any, where: str) -> CellCatalog:
     default = waves.get("default")
     if default not in plans:
         raise CellsError(f"{where}.waves.default: {default!r} is not one of {sorted(plans)}")
+    placement = _mapping(doc.get("placement", {}), f"{where}.placement")
+    for tenant, cell in placement.items():
+        if not isinstance(tenant, str) or not isinstance(cell, str):
+            raise CellsError(f"{where}.placement: expected tenant: cell names, got {tenant!r}")
     return CellCatalog(
+        placement={str(k): str(v) for k, v in placement.items()},
         env=env,
         cells=cells,
         default_tenant_rps=_number(doc, "default_tenant_rps", where),
