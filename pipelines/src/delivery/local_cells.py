@@ -205,6 +205,10 @@ class CellsLocal:
             self.targets[cell] = LocalTarget(repo, env.settings, env_name, env=env)
 
     # --- reading: never starts or writes anything ------------------------------------------
+    def legacy(self) -> bool:
+        """The state dir holds the single-cell environment (tracks of its own, no cells)."""
+        return bool(self.shared.read().tracks)
+
     def running(self) -> bool:
         return self.shared.running() or any(e.running() for e in self.cells.values())
 
@@ -248,7 +252,7 @@ class CellsLocal:
     # --- bringing it up --------------------------------------------------------------------
     def up(self) -> None:
         """Start whatever is not running: each cell's stable, Prometheus, the gateway, traffic."""
-        if self.shared.read().tracks:
+        if self.legacy():
             raise TargetError(
                 f"{self.shared.dir} runs the single-cell environment; stop it first with "
                 f"`deliver env down --env {self.env_name}` (cells are configured now)"

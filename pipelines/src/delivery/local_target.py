@@ -56,6 +56,14 @@ class LocalTarget:
         )
         return info
 
+    def launch_for(self, version: str) -> Launch | None:
+        """How a resolved version starts (None before `resolve`): a rollout keeps it to resume."""
+        return self._pending.get(version)
+
+    def adopt(self, version: str, launch: Launch) -> None:
+        """Take a launch resolved by an earlier run (a resumed rollout) as if just resolved."""
+        self._pending[version] = launch
+
     def state(self) -> TargetState:
         env = self.env.read()
         stable, canary = env.track("stable"), env.track("canary")
