@@ -110,6 +110,7 @@ frontend gateway
   bind 127.0.0.1:{port}
   http-request use-service prometheus-exporter if {{ path {METRICS_PATH} }}
   use_backend %[path,field(3,/),map({map_file},{UNPLACED})]
+  default_backend {UNPLACED}
 
 backend {UNPLACED}
   http-request return status 404 content-type text/plain string "tenant in no cell"

@@ -28,6 +28,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from image_contracts.metrics import REQUEST_DURATION_BUCKET, REQUESTS
 from image_contracts.tenants import CELL_NAME
 
@@ -207,14 +208,19 @@ def quarantined_versions(records: Sequence[RolloutRecord]) -> tuple[str, ...]:
     return tuple(r.version for r in records if r.quarantined)
 
 
-def release_order(stables: Sequence[str], records: Sequence[RolloutRecord]) -> list[str]:
+def release_order(
+    stables: Sequence[str], records: Sequence[RolloutRecord], unfinished: Rollout | None = None
+) -> list[str]:
     """Versions oldest first: those no rollout brought (the initial stable), then each version
-    in the order a rollout first promoted it in some cell."""
+    in the order a rollout first promoted it in some cell; an unfinished rollout that promoted
+    a cell brought the newest."""
     promoted = [
         r.version
         for r in records
         if any(c.outcome in (CellPhase.PROMOTED, CellPhase.QUARANTINED) for c in r.cells)
     ]
+    if unfinished is not None and unfinished.in_phase(CellPhase.PROMOTED):
+        promoted = [v for v in promoted if v != unfinished.version] + [unfinished.version]
     order = [v for v in dict.fromkeys(stables) if v not in promoted]
     return order + [v for v in dict.fromkeys(promoted)]
 
@@ -265,10 +271,10 @@ class CellMetrics(PrometheusSource):
     """The judge reads the cell's own series: every selector the judge's queries build
     (`delivery.metrics.selector`, which starts with `track="`) gains `cell="<cell>"`."""
 
-    def __init__(self, base_url: str, cell: str) -> None:
+    def __init__(self, base_url: str, cell: str, client: httpx.Client | None = None) -> None:
         if not CELL_NAME.fullmatch(cell):
             raise ValueError(f"refusing to put {cell!r} into a PromQL selector")
-        super().__init__(base_url)
+        super().__init__(base_url, client=client)
         self.cell = cell
 
     def query_range(self, expr: str, start: float, end: float, step: float) -> list[Any]:

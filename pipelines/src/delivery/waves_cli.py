@@ -88,20 +88,20 @@ def status(ctx: "Context", cells: CellsLocal) -> int:
         printer.say(f"local:   stopped (`deliver env up --env {env}` starts it)")
     who = f" (pid {holder})" if holder and holder > 0 else ""
     printer.say("running: " + ("no delivery" if holder is None else f"a delivery{who}"))
+    found = open_rollout(records, env)
+    unfinished = found.rollout() if found is not None else None
     running = [v for v in views if v.stable]
     if running:
         skew = version_skew(
             [CellVersions(v.cell, v.stable, v.canary or None, v.weight) for v in running],
-            release_order([v.stable for v in running], finished),
+            release_order([v.stable for v in running], finished, unfinished),
             quarantined_versions(finished),
         )
         printer.say(render_skew(skew))
         lag = ", ".join(skew.lagging) or "none"
         printer.say(f"lagging: {lag} (newest stable: {skew.newest})")
-    found = open_rollout(records, env)
-    if found is not None:
-        r = found.rollout()
-        wave = r.current_wave
+    if found is not None and unfinished is not None:
+        wave = unfinished.current_wave
         printer.say(
             f"unfinished: rollout {found.start.delivery_id} of {found.start.version} "
             f"(wave {wave if wave is not None else '-'}): `deliver run --env {env} --version "
