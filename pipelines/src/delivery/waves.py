@@ -49,6 +49,7 @@ from delivery.cells.rollout import (
     Halted,
     Rollout,
     apply,
+    fix_forward_plan,
     next_action,
     replay,
     start_rollout,
@@ -427,6 +428,10 @@ class WaveDelivery:
     def _start(self, req: RunRequest, records: Sequence[Mapping[str, Any]]) -> WavesResult:
         cells = self.cells
         plan = cells.catalog.plan()
+        quarantined = quarantined_versions(rollout_records(records, self.cfg.env))
+        hit = [c for c in plan.cells if cells.targets[c].state().stable_version in quarantined]
+        if hit:  # ADR 132: the fix-forward goes first to the cells running a quarantined version
+            plan = fix_forward_plan(plan, hit)
         first = cells.targets[plan.cells[0]]
         info = first.resolve(req.version)
         launch = first.launch_for(info.version)
@@ -455,7 +460,6 @@ class WaveDelivery:
         refusal = redeploy_refusal(info.version, "", history)
         if refusal:
             return self._refused(did, subject, refusal)
-        quarantined = quarantined_versions(rollout_records(records, self.cfg.env))
         try:
             rollout = start_rollout(
                 info.version, plan, stable, self.clock(), quarantined_versions=quarantined
