@@ -6,6 +6,7 @@ conftest.py: cells need a cells file, a placement and their own gateway. Each te
 own named version, so they hold in any order.
 """
 
+import importlib.util
 import json
 import os
 import shutil
@@ -67,66 +68,42 @@ def cells_file() -> dict[str, Any]:
     }
 
 
+def e2e_helpers() -> Any:
+    """tests/e2e/conftest.py as a module, for its helpers (`policy`, `wait_for_line`): under
+    --import-mode=importlib its folder is not on sys.path, and `conftest` is tests/infra's."""
+    spec = importlib.util.spec_from_file_location(
+        "e2e_conftest_helpers", Path(__file__).with_name("conftest.py")
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+HELPERS = e2e_helpers()
+
+
 def delivery_policy(state: Path, ledger: Path) -> dict[str, Any]:
-    """A local policy for the cells: each cell's canary steps come from the cells file."""
-    return {
-        "schema_version": 1,
-        "environment": ENV,
-        "target": {
-            "kind": "local",
-            "local": {
-                "state_dir": str(state),
-                "scrape_interval_seconds": 1,
-                # 30 per cell: more overloads a cell's stable on a busy two-core machine
-                # (fair-share 503s), and the probes then cannot judge.
-                "traffic_rps": 60,
-                "traffic_max_seconds": 3600,
-                "tenants": list(PLACEMENT),
-                "initial_stable": "w0",
-                "versions": {n: {"source": "worktree", "env": e} for n, e in VERSIONS.items()},
-            },
-        },
-        "ledger": str(ledger),
-        "canary": {
-            "steps": [{"weight": 25, "bake_seconds": 10}, {"weight": 50, "bake_seconds": 10}],
-            "interval_seconds": 2,
-            "max_extensions": 4,
-            "extension_seconds": 4,
-            "progress_seconds": 1,
-        },
-        # Latency on a shared 2-core machine is scheduler noise: the tolerance is sized for
-        # real regressions; the 5xx metric decides here.
-        "judge": {
-            "confidence": 0.99,
-            "min_requests": 60,
-            "metrics": [
-                {
-                    "name": "error_ratio",
-                    "kind": "error_ratio",
-                    "critical": True,
-                    "per_tenant": True,
-                },
-                {"name": "latency", "kind": "latency", "tolerance": 1.0, "per_tenant": True},
-            ],
-        },
-        "delta": {
-            "max_changes": 5,
-            "max_risk": 10,
-            "op_weights": {"create": 1, "update": 1, "delete": 3, "replace": 5},
-            "service_types": ["local:process:ImageService"],
-        },
-    }
+    """The e2e policy (short bakes, the judge's metrics, the delta budget) for the cells' env."""
+    doc: dict[str, Any] = HELPERS.policy(state, ledger)
+    doc["environment"] = ENV
+    doc["target"]["local"].update(
+        # 30 req/s per cell: more overloads a cell's stable on a busy two-core machine
+        # (fair-share 503s), and the golden probes then cannot judge.
+        traffic_rps=60,
+        tenants=list(PLACEMENT),
+        initial_stable="w0",
+        versions={n: {"source": "worktree", "env": e} for n, e in VERSIONS.items()},
+    )
+    doc["judge"]["min_requests"] = 60  # each cell's canary sees its cell's share of traffic
+    return doc
 
 
-def read_until(proc: subprocess.Popen[str], needle: str, limit: int = 5000) -> str:
+def read_until(proc: subprocess.Popen[str], needle: str) -> str:
     """The child's output up to the first line holding `needle` (bounded)."""
-    assert proc.stdout is not None
-    seen: list[str] = []
-    while len(seen) < limit and (line := proc.stdout.readline()):
-        seen.append(line)
-        if needle in line:
-            return "".join(seen)
-    raise AssertionError(f"never saw {needle!r}; output:\n{''.join(seen)[-5000:]}")
+    seen: list[str] = HELPERS.wait_for_line(proc, needle, 5000)
+    return "".join(seen)
 
 
 @dataclass

@@ -25,19 +25,7 @@ class HAProxyError(RuntimeError):
 def render_config(*, port: int, stats_socket: Path, stable_port: int) -> str:
     servers = _servers(stable_port)
     return f"""# Written by delivery.launchers; weights change at runtime, never here.
-global
-  stats socket {stats_socket} mode 600 level admin
-  maxconn 1024
-
-defaults
-  mode http
-  timeout connect 2s
-  timeout client 30s
-  timeout server 30s
-  retries 2
-  option redispatch 1
-  retry-on conn-failure empty-response
-
+{_head(stats_socket)}
 frontend gateway
   bind 127.0.0.1:{port}
   http-request use-service prometheus-exporter if {{ path {METRICS_PATH} }}
@@ -67,6 +55,23 @@ def render_tenant_map(cell_of: Mapping[str, str]) -> str:
     return "".join(f"{t} {cell_backend(c)}\n" for t, c in sorted(cell_of.items()))
 
 
+def _head(stats_socket: Path) -> str:
+    """The global and defaults sections every local gateway shares."""
+    return f"""global
+  stats socket {stats_socket} mode 600 level admin
+  maxconn 1024
+
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 30s
+  timeout server 30s
+  retries 2
+  option redispatch 1
+  retry-on conn-failure empty-response
+"""
+
+
 def _servers(stable_port: int) -> str:
     # Idle slots point at a closed port with weight 0 and in maintenance: they take no traffic.
     return "\n".join(
@@ -93,19 +98,7 @@ def render_cells_config(
     )
     return f"""# Written by delivery.launchers for a local environment with cells; weights change at
 # runtime, the placement only with the map file.
-global
-  stats socket {stats_socket} mode 600 level admin
-  maxconn 1024
-
-defaults
-  mode http
-  timeout connect 2s
-  timeout client 30s
-  timeout server 30s
-  retries 2
-  option redispatch 1
-  retry-on conn-failure empty-response
-
+{_head(stats_socket)}
 frontend gateway
   bind 127.0.0.1:{port}
   http-request use-service prometheus-exporter if {{ path {METRICS_PATH} }}
