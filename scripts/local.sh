@@ -15,11 +15,15 @@ deliver() { "${UV[@]}" run --locked deliver "$@"; }
 
 echo "[local] bringing up the local environment (.state/local)"
 deliver env up --env local
-echo "[local] delivering the working tree as a canary"
+echo "[local] delivering the working tree as a canary (in waves of cells when cells are configured)"
 set +e
 deliver run --env local --version worktree
 status=$?
 set -e
+if [ -f environments/cells.local.yaml ]; then
+  echo "[local] cells (environments/cells.local.yaml): what each cell runs, which cells lag"
+  deliver status --env local
+fi
 echo "[local] ledger (.state/ledger/local.jsonl):"
 deliver ledger --env local | tail -n 6
 deliver dora --env local

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from delivery.ancestry import Override
     from delivery.flow import RunResult
     from delivery.judge import JudgePolicy, Verdict
+    from delivery.local_cells import CellsLocal
     from delivery.local_target import LocalTarget
 
 EXIT = {
@@ -108,6 +109,32 @@ class Context:
         envs = Path(args.environments) if args.environments else self.repo / "environments"
         self.cfg: DeliveryConfig = load(args.env, envs)
         self.lock_path = self.repo / ".state" / "locks" / f"deliver-{self.cfg.env}.lock"
+        self.envs = envs
+
+    def cells(self) -> "CellsLocal | None":
+        """The local environment with cells when `cells.<env>.yaml` configures them; None for
+        the single-cell path (and for other targets). Starts nothing."""
+        if self.cfg.target_kind != "local":
+            return None
+        from delivery.cells.schema import CellsError
+        from delivery.local_cells import CellsLocal, load_catalog
+
+        assert self.cfg.local is not None
+        try:
+            catalog = load_catalog(self.envs, self.cfg.env)
+            if catalog is None:
+                return None
+            cells = CellsLocal(self.repo, self.cfg.local, self.cfg.env, catalog)
+        except CellsError as exc:
+            raise ConfigError(str(exc)) from exc
+        if cells.legacy():  # a single-cell state stays single-cell until `env down` (ADR 160)
+            print(
+                f"deliver: cells are configured for {self.cfg.env}, but its state runs one cell: "
+                f"`deliver env down --env {self.cfg.env}` moves it to cells",
+                file=sys.stderr,
+            )
+            return None
+        return cells
 
     def ledger(self) -> Ledger:
         return open_ledger(self.cfg.ledger, self.repo)
@@ -158,6 +185,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     from delivery.ancestry import check_forward
     from delivery.flow import Delivery, RunRequest
     from delivery.metrics import PrometheusSource
+
+    cells = None if args.platform else ctx.cells()
+    if cells is not None:  # cells configured: the version goes out in waves (docs/cells.md)
+        from delivery import waves_cli
+
+        request = RunRequest(args.version, allows, args.reason or "", args.fixes or "", backward)
+        return waves_cli.run(
+            ctx,
+            cells,
+            request,
+            stoppable=stop_on_signals,
+            forward=functools.partial(check_forward, ctx.repo),
+            summary=args.summary,
+        )
 
     with lock.delivery_lock(ctx.lock_path, ctx.cfg.env):
         target, local = ctx.targets()
@@ -251,6 +292,11 @@ def _stopped(local: "LocalTarget | None") -> bool:
 
 def cmd_status(args: argparse.Namespace) -> int:
     ctx = Context(args)
+    cells = ctx.cells()
+    if cells is not None:
+        from delivery import waves_cli
+
+        return waves_cli.status(ctx, cells)
     printer = Printer()
     (target, local), ledger = ctx.targets(), ctx.ledger()
     stopped = _stopped(local)
@@ -292,6 +338,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_abort(args: argparse.Namespace) -> int:
     ctx = Context(args)
+    cells = ctx.cells()
+    if cells is not None:
+        from delivery import waves_cli
+
+        return waves_cli.abort(ctx, cells)
     printer = Printer()
     holder = lock.held_by(ctx.lock_path)
     if holder is None:
@@ -368,6 +419,11 @@ def cmd_dora(args: argparse.Namespace) -> int:
 
 def cmd_env(args: argparse.Namespace) -> int:
     ctx = Context(args)
+    cells = ctx.cells()
+    if cells is not None:
+        from delivery import waves_cli
+
+        return waves_cli.env(ctx, cells, args.action)
     local = ctx.local()
     if local is None:
         raise UsageError("deliver env: only the local target has an environment to manage")

@@ -259,6 +259,27 @@ class _Canary:
     since: Snapshot | None = None  # the witnesses when the canary started (weight 0)
 
 
+@dataclass(frozen=True)
+class CanaryRun:
+    """What `Delivery.run_canary` did: the final state and what was gathered on the way."""
+
+    state: State
+    checks: tuple[Check, ...]
+    steps: tuple[StepResult, ...]
+    verdicts: tuple[Verdict, ...]
+    error: str = ""  # an error, not a verdict, ended it
+    stopped: bool = False  # an operator's stop (a signal) ended it
+
+    @property
+    def promoted(self) -> bool:
+        return self.state.phase is Phase.PROMOTED
+
+    @property
+    def steps_passed(self) -> int:
+        """Steps the canary got past: every one when promoted, else those before its last."""
+        return self.state.step + 1 if self.promoted else self.state.step
+
+
 def iso(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds")
 
@@ -452,6 +473,39 @@ class Delivery:
         self.out.say(f"aborting {info.version}: {canary.state.reason}")
         self.target.abort()
         return self._finish(did, subject, Outcome.ABORTED, canary.state.reason, canary)
+
+    def run_canary(self, did: str, info: VersionInfo, stable: str) -> "CanaryRun":
+        """The canary phase alone, for a caller that owns the delivery's records (a rollout
+        across cells, delivery.waves): start, checks, steps, then promote or abort. Nothing is
+        refused or gated here and no started/finished record is written; step records are.
+        An operator's stop (`Stopped`) aborts the canary and says so (`stopped`): it is not a
+        failure of the version."""
+        canary = _Canary()
+        stopped = False
+        try:
+            with self.stoppable():
+                self._canary(did, info, stable, canary)
+        except Stopped as exc:
+            canary.state, stopped = abort(canary.state, str(exc)), True
+        except Dead as exc:
+            canary.state = abort(canary.state, str(exc))
+        except Exception as exc:  # any failure mid-canary: stable is safe, remove the canary
+            canary.error = f"error: {type(exc).__name__}: {exc}"
+            canary.state = abort(canary.state, canary.error)
+        if canary.state.phase is Phase.PROMOTED:
+            self.out.say(f"promoting {info.version}: stable := {info.version}")
+            self.target.promote()
+        else:
+            self.out.say(f"aborting {info.version}: {canary.state.reason}")
+            self.target.abort()
+        return CanaryRun(
+            canary.state,
+            canary.checks,
+            tuple(canary.steps),
+            tuple(canary.verdicts),
+            canary.error,
+            stopped,
+        )
 
     def _canary(self, did: str, info: VersionInfo, stable: str, canary: _Canary) -> None:
         """Start the canary, check it, then walk the steps until the machine says done."""

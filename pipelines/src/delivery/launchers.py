@@ -7,7 +7,7 @@ can record it before waiting for readiness (a `deliver` killed in between still 
 import os
 import shutil
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +69,7 @@ def prometheus(
     scrape_interval: float,
     logs: Path,
     alertmanager: str = "",
+    edit: Callable[[str], str] | None = None,
 ) -> Started:
     port = procs.free_port()
     data = state_dir / "prometheus-data"
@@ -82,6 +83,8 @@ def prometheus(
         rule_files=rules,
         gateway_file=state_dir / "gateway.json",
     )
+    if edit is not None:  # e.g. the cells' relabelling (delivery.local_cells)
+        text = edit(text)
     if alertmanager:  # host:port of the local Alertmanager
         text = alerting_local.with_alerting(text, alertmanager)
     config.write_text(text)
@@ -105,6 +108,30 @@ def gateway(*, config: Path, stats_socket: Path, stable_port: int, logs: Path) -
     config.write_text(
         haproxy.render_config(port=port, stats_socket=stats_socket, stable_port=stable_port)
     )
+    return _haproxy(config, port, logs)
+
+
+def gateway_cells(
+    *,
+    config: Path,
+    stats_socket: Path,
+    stable_ports: Mapping[str, int],
+    map_file: Path,
+    cell_of: Mapping[str, str],
+    logs: Path,
+) -> Started:
+    """The gateway of an environment with cells: one backend per cell, the placement map."""
+    port = procs.free_port()
+    map_file.write_text(haproxy.render_tenant_map(cell_of))
+    config.write_text(
+        haproxy.render_cells_config(
+            port=port, stats_socket=stats_socket, stable_ports=stable_ports, map_file=map_file
+        )
+    )
+    return _haproxy(config, port, logs)
+
+
+def _haproxy(config: Path, port: int, logs: Path) -> Started:
     binary = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/usr/local/sbin")
     proc = procs.spawn(
         "haproxy",

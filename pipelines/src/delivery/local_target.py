@@ -20,10 +20,16 @@ SERVICE_TYPE = "local:process:ImageService"
 
 
 class LocalTarget:
-    def __init__(self, repo: Path, settings: LocalSettings, env_name: str = "local") -> None:
+    def __init__(
+        self,
+        repo: Path,
+        settings: LocalSettings,
+        env_name: str = "local",
+        env: LocalEnvironment | None = None,  # one cell's processes (delivery.local_cells)
+    ) -> None:
         self.repo = repo
         self.settings = settings
-        self.env = LocalEnvironment(repo, settings, env_name)
+        self.env = env or LocalEnvironment(repo, settings, env_name)
         self._pending: dict[str, Launch] = {}
 
     # --- environment -----------------------------------------------------------------------
@@ -49,6 +55,14 @@ class LocalTarget:
             self.repo, self.env.versions_dir, info, source, self.env.runtime_python()
         )
         return info
+
+    def launch_for(self, version: str) -> Launch | None:
+        """How a resolved version starts (None before `resolve`): a rollout keeps it to resume."""
+        return self._pending.get(version)
+
+    def adopt(self, version: str, launch: Launch) -> None:
+        """Take a launch resolved by an earlier run (a resumed rollout) as if just resolved."""
+        self._pending[version] = launch
 
     def state(self) -> TargetState:
         env = self.env.read()

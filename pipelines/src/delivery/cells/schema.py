@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -89,6 +89,12 @@ class CellCatalog:
     plans: Mapping[str, WavePlan]
     default_plan: str
     source: str = ""
+    # tenant -> cell, for an environment whose tenants file is generated (the local one): the
+    # same placement a tenants file's `cell` fields give elsewhere (docs/cells.md).
+    placement: Mapping[str, str] = field(default_factory=dict)
+    # (weight, bake_seconds) of each cell's canary in a rollout; () for the delivery policy's
+    # own `canary.steps` (ADR 163).
+    canary_steps: tuple[tuple[int, float], ...] = ()
 
     def cell(self, name: str) -> Cell:
         for c in self.cells:
@@ -241,9 +247,34 @@ def _wave_spec(raw: Any, where: str) -> WaveSpec:
     return WaveSpec(bake, rest=True)
 
 
+def _canary_steps(raw: Any, where: str) -> tuple[tuple[int, float], ...]:
+    """Increasing weights in 1..50 (the baseline takes as much), each with a positive bake."""
+    if not isinstance(raw, list):
+        raise CellsError(f"{where}: expected a list of {{weight, bake_seconds}}")
+    steps: list[tuple[int, float]] = []
+    for i, item in enumerate(raw):
+        step = _mapping(item, f"{where}[{i}]")
+        _only(step, {"weight", "bake_seconds"}, f"{where}[{i}]")
+        weight = int(_number(step, "weight", f"{where}[{i}]", integer=True))
+        bake = _number(step, "bake_seconds", f"{where}[{i}]")
+        if not 1 <= weight <= 50 or (steps and weight <= steps[-1][0]):
+            raise CellsError(f"{where}[{i}].weight: increasing, within 1..50, got {weight}")
+        steps.append((weight, bake))
+    return tuple(steps)
+
+
 def parse_cells(data: Any, where: str) -> CellCatalog:
     doc = _mapping(data, where)
-    keys = {"schema_version", "environment", "default_tenant_rps", "storage", "cells", "waves"}
+    keys = {
+        "schema_version",
+        "environment",
+        "default_tenant_rps",
+        "storage",
+        "cells",
+        "waves",
+        "placement",
+        "canary_steps",
+    }
     _only(doc, keys, where)
     version = doc.get("schema_version")
     if version != 1:
@@ -284,7 +315,13 @@ def parse_cells(data: Any, where: str) -> CellCatalog:
     default = waves.get("default")
     if default not in plans:
         raise CellsError(f"{where}.waves.default: {default!r} is not one of {sorted(plans)}")
+    placement = _mapping(doc.get("placement", {}), f"{where}.placement")
+    for tenant, cell in placement.items():
+        if not isinstance(tenant, str) or not isinstance(cell, str):
+            raise CellsError(f"{where}.placement: expected tenant: cell names, got {tenant!r}")
     return CellCatalog(
+        canary_steps=_canary_steps(doc.get("canary_steps", []), f"{where}.canary_steps"),
+        placement={str(k): str(v) for k, v in placement.items()},
         env=env,
         cells=cells,
         default_tenant_rps=_number(doc, "default_tenant_rps", where),

@@ -87,11 +87,11 @@ def version_skew(
 
 
 def render_skew(view: SkewView) -> str:
-    lines = [f"{'cell':<16} {'stable':<14} {'canary':<18} {'behind':>6}  note"]
+    lines = [f"{'cell':<16} {'stable':<26} {'canary':<18} {'behind':>6}  note"]
     for r in view.rows:
         canary = f"{r.canary} @{r.canary_weight}%" if r.canary else "-"
         note = ("quarantined; " if r.quarantined else "") + ("lags" if r.lags else "")
-        lines.append(f"{r.cell:<16} {r.stable:<14} {canary:<18} {r.behind:>6}  {note.strip()}")
+        lines.append(f"{r.cell:<16} {r.stable:<26} {canary:<18} {r.behind:>6}  {note.strip()}")
     for version, members in view.by_version.items():
         lines.append(f"{version}: {len(members)} cell(s): {', '.join(members)}")
     return "\n".join(lines)
