@@ -145,7 +145,12 @@ class CellEnvironment(LocalEnvironment):
     def _tenants(self) -> None:
         """The cell's keys are the shared keys of its own tenants; its tenants file follows."""
         everyone, _ = tenants.keys(self.shared.keys_file, self.shared.settings.tenants)
-        mine = [{"id": k.id, "key": k.key} for k in everyone if k.id in self.settings.tenants]
+        # The secret too: the traffic generator signs with the shared keys file's secrets.
+        mine = [
+            {"id": k.id, "key": k.key, "secret": k.secret}
+            for k in everyone
+            if k.id in self.settings.tenants
+        ]
         text = json.dumps(mine)
         current = self.keys_file.read_text() if self.keys_file.exists() else ""
         if current != text:
