@@ -138,21 +138,54 @@ def tasks(scale: float) -> list[Task]:
     return out
 
 
-def measure(task: Task, seed: int) -> dict[str, object]:
+CHUNK = 100  # runs per job: an interrupted run keeps every finished chunk
+HEADLINE = 10  # the first tasks: all their chunks run before any other task's
+
+
+def measure(task: Task, seed: int, chunk: int = 0) -> dict[str, object]:
+    """One chunk of a task: runs chunk*CHUNK .. of it, seeded by the chunk."""
     plan = Plan.from_file(ROOT / "environments" / f"delivery.{task.env}.yaml")
     world = World(rate=task.rate, noise=task.noise)
     if task.kind == "power":
         plan = plan.one_step(task.weight, task.bake)
-    outcomes = run(plan, world, task.effect, task.runs, seed, until=task.until)
+    runs = min(CHUNK, task.runs - chunk * CHUNK)
+    outcomes = run(plan, world, task.effect, runs, seed + chunk, until=task.until)
     caught = [s for e, s in zip(outcomes.ending, outcomes.seconds, strict=True) if e == "harm"]
     return {
         "task": asdict(task),
+        "chunk": chunk,
         "runs": len(outcomes.ending),
         "harm": sum(e == "harm" for e in outcomes.ending),
         "traffic": sum(e == "traffic" for e in outcomes.ending),
         "promoted": sum(e == "promoted" for e in outcomes.ending),
-        "median_harm_seconds": float(np.median(caught)) if caught else math.nan,
+        "harm_seconds": caught,
     }
+
+
+def pooled(rows: list[dict[str, object]]) -> list[dict[str, object]]:
+    """Chunks of one task summed into one row, in the order tasks first appear."""
+    out: dict[str, dict[str, object]] = {}
+    for row in rows:
+        key = json.dumps(row["task"], sort_keys=True)
+        into = out.setdefault(
+            key,
+            {"task": row["task"], "runs": 0, "harm": 0, "traffic": 0, "promoted": 0,
+             "harm_seconds": []},
+        )  # fmt: skip
+        for name in ("runs", "harm", "traffic", "promoted"):
+            total, part = into[name], row[name]
+            assert isinstance(total, int)
+            assert isinstance(part, int)
+            into[name] = total + part
+        seconds, more = into["harm_seconds"], row.get("harm_seconds", [])
+        assert isinstance(seconds, list)
+        assert isinstance(more, list)
+        seconds.extend(more)
+    for row in out.values():
+        seconds = row.pop("harm_seconds")
+        assert isinstance(seconds, list)
+        row["median_harm_seconds"] = float(np.median(seconds)) if seconds else math.nan
+    return list(out.values())
 
 
 def _pct(k: int, n: int) -> str:
@@ -231,7 +264,7 @@ def main() -> int:
     parser.add_argument("--skip", type=Path, help="JSON lines whose tasks are already measured")
     args = parser.parse_args()
     if args.render:
-        rows = [json.loads(line) for line in args.render.read_text().splitlines() if line]
+        rows = pooled([json.loads(line) for line in args.render.read_text().splitlines() if line])
         text = render(rows)
         if args.doc:
             replace_section(args.doc, text, BEGIN, END)
@@ -244,9 +277,16 @@ def main() -> int:
     todo = [t for t in tasks(args.scale) if args.only in t.kind]
     if args.skip:
         done = [json.loads(line)["task"] for line in args.skip.read_text().splitlines() if line]
-        todo = [t for t in todo if asdict(t) not in done]
+        todo = [t for t in todo if asdict(t) not in done]  # whole tasks only
+    jobs = sorted(
+        (
+            (chunk + (0 if index < HEADLINE else HEADLINE * CHUNK), index, chunk)
+            for index, t in enumerate(todo)
+            for chunk in range(math.ceil(t.runs / CHUNK))
+        ),
+    )
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        futures = [pool.submit(measure, t, args.seed) for t in todo]
+        futures = [pool.submit(measure, todo[index], args.seed, chunk) for _, index, chunk in jobs]
         for future in as_completed(futures):
             row = future.result()
             with args.out.open("a") as sink:
