@@ -43,10 +43,10 @@ from delivery.judge_stats import (
     rate_ratio_interval,
     ratio_difference_interval,
     requests_for_power,
+    robust_count_test,
     shared_dispersion,
     split_p_values,
     tarone_testable,
-    trim_intervals,
 )
 from delivery.judge_verdict import (
     AGGREGATE,
@@ -620,31 +620,18 @@ def _tail_counts(
 def _robust_counts(
     canary: _Track, baseline: _Track, per_tenant: bool, alternative: Alternative
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """`test: robust` (ADR 150): per scope, each track without its worst intervals
-    (`trim_intervals`), the overdispersion measured between the judge's intervals on the rest,
-    and Fisher's test on the trimmed totals divided by it, read as Student's t when it exceeds
-    1. Returns p, the smallest attainable p (Tarone) and the dispersion."""
-    e_c, n_c = trim_intervals(
-        _interval_matrix(canary.errors, per_tenant), _interval_matrix(canary.requests, per_tenant)
-    )
-    e_b, n_b = trim_intervals(
+    """`test: robust` (ADR 150) on every scope. Intervals, not 60 s blocks, are the units: four
+    a track (a minute) can already show a clear regression, and the trimmed spread has more
+    degrees of freedom than blocks give."""
+    return robust_count_test(
+        _interval_matrix(canary.errors, per_tenant),
+        _interval_matrix(canary.requests, per_tenant),
         _interval_matrix(baseline.errors, per_tenant),
         _interval_matrix(baseline.requests, per_tenant),
+        alternative,
+        shared=True,
+        min_df=4,
     )
-    phi, df = count_dispersion(e_c, n_c, e_b, n_b)
-    phi = shared_dispersion(phi, n_c.sum(axis=1) + n_b.sum(axis=1))
-    p, p_min = fisher_exact(
-        e_c.sum(axis=1) / phi, n_c.sum(axis=1) / phi,
-        e_b.sum(axis=1) / phi, n_b.sum(axis=1) / phi, alternative,
-    )  # fmt: skip
-    # Intervals, not 60 s blocks, are the units: 4 a track (a minute) can already show a
-    # clear regression, and the trimmed spread has more degrees of freedom than blocks give.
-    p = quasi_p_values(p, phi, df, min_df=ROBUST_MIN_DF)
-    p_min = quasi_p_values(p_min, phi, df, min_df=ROBUST_MIN_DF)
-    return p, p_min, phi
-
-
-ROBUST_MIN_DF = 4
 
 
 def _interval_matrix(values: FloatArray, per_tenant: bool) -> FloatArray:

@@ -378,6 +378,58 @@ def trim_intervals(
     return np.asarray(np.where(keep, e, 0.0)), np.asarray(np.where(keep, n, 0.0))
 
 
+def robust_count_test(
+    errors_c: FloatArray,
+    requests_c: FloatArray,
+    errors_b: FloatArray,
+    requests_b: FloatArray,
+    alternative: Alternative,
+    *,
+    shared: bool = False,
+    min_df: int = 4,
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """`test: robust` (ADR 150) per row of per-interval counts (rows: scopes or runs, columns:
+    the judge's intervals): each track without its worst intervals (`trim_intervals`), the
+    overdispersion measured between the remaining intervals (`count_dispersion`; with
+    `shared`, row 0 is the aggregate of the other rows, `shared_dispersion`), and Fisher's
+    test on the trimmed totals divided by it, read as Student's t when it exceeds 1 and not
+    made at all below `min_df` degrees of freedom. Returns p, the smallest attainable p
+    (for Tarone's rule) and the dispersion."""
+    e_c, n_c = trim_intervals(errors_c, requests_c)
+    e_b, n_b = trim_intervals(errors_b, requests_b)
+    # The spread of the trimmed intervals understates the trimmed total's: measure it on the
+    # winsorised intervals (a trimmed one at the highest ratio kept) and scale by 1 / (1 - g),
+    # g the share trimmed (Yuen's trimmed-mean variance, one-sided). Without overdispersion
+    # (phi <= 1 before the scaling) the binomial stands.
+    phi, df = count_dispersion(
+        _winsorised(errors_c, requests_c, e_c, n_c), np.asarray(requests_c, dtype=np.float64),
+        _winsorised(errors_b, requests_b, e_b, n_b), np.asarray(requests_b, dtype=np.float64),
+    )  # fmt: skip
+    served = np.maximum((np.asarray(requests_c) > 0).sum(axis=1), 1)
+    kept = np.maximum((n_c > 0).sum(axis=1), 1)
+    phi = np.where(phi > 1.0, phi * served / kept, 1.0)
+    if shared:
+        phi = shared_dispersion(phi, n_c.sum(axis=1) + n_b.sum(axis=1))
+    p, p_min = fisher_exact(
+        e_c.sum(axis=1) / phi, n_c.sum(axis=1) / phi,
+        e_b.sum(axis=1) / phi, n_b.sum(axis=1) / phi, alternative,
+    )  # fmt: skip
+    return quasi_p_values(p, phi, df, min_df), quasi_p_values(p_min, phi, df, min_df), phi
+
+
+def _winsorised(
+    errors: FloatArray, requests: FloatArray, kept_errors: FloatArray, kept_requests: FloatArray
+) -> FloatArray:
+    """Errors per interval with each trimmed interval at its row's highest kept ratio."""
+    e = np.asarray(errors, dtype=np.float64)
+    n = np.asarray(requests, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(kept_requests > 0, kept_errors / kept_requests, 0.0)
+    top = ratio.max(axis=1, keepdims=True, initial=0.0)
+    trimmed = (kept_requests == 0) & (n > 0)
+    return np.asarray(np.where(trimmed, top * n, e))
+
+
 def shared_dispersion(phi: FloatArray, n: FloatArray) -> FloatArray:
     """Per scope (row 0 the aggregate, then its tenants): the larger of the scope's own
     dispersion and the share of the aggregate's extra variance its size implies. Noise that
