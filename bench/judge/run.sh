@@ -29,8 +29,11 @@ PY
 
 deliveries() {
   rm -f bench/judge/deliveries.jsonl
+  # docs/judge.md records when and under what load the tables were made.
+  echo "start $(date -u '+%Y-%m-%d %H:%M UTC'); $(uptime)" | tee bench/judge/deliveries.log
   uv run --locked python bench/judge/deliveries.py --out bench/judge/deliveries.jsonl \
     --workers "$WORKERS" --scale "$SCALE"
+  echo "end $(date -u '+%Y-%m-%d %H:%M UTC'); $(uptime)" | tee -a bench/judge/deliveries.log
   uv run --locked python bench/judge/deliveries.py --render bench/judge/deliveries.jsonl \
     --doc docs/judge.md
 }

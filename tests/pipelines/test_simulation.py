@@ -146,6 +146,25 @@ def test_realistic_noise_is_what_it_says() -> None:
     assert np.ptp(median_bucket, axis=-1).max() >= 1  # slow spells move the median
 
 
+def test_error_storms_last_their_length() -> None:
+    # Storms start in r of a track's intervals and last L: away from the window's start an
+    # interval is in one with probability 1 - (1 - r)^L, and every storm is L intervals long.
+    rng = np.random.default_rng(SEED)
+    noise = Noise("storms", burst_rate=0.05, burst_ratio=0.5, burst_length=3)
+    traffic = generate_step(World(rate=1000.0, noise=noise, tenants=2), HEALTHY, 0.5, 60, 15.0,
+                            40, rng)  # fmt: skip
+    ratio = traffic.errors.sum(axis=2) / np.maximum(traffic.requests.sum(axis=2), 1)
+    storm = ratio > 0.25  # 0.1% outside a storm, 50% inside
+    share = float(storm[..., 2:].mean())
+    expected = 1.0 - (1.0 - 0.05) ** 3
+    assert abs(share - expected) < 4.0 * math.sqrt(expected * (1 - expected) / storm[..., 2:].size)
+    edges = np.diff(storm.astype(int), axis=-1)
+    for run_track in zip(*np.nonzero(edges == 1), strict=True):  # each storm start inside
+        start = run_track[-1] + 1
+        if start + 3 <= storm.shape[-1]:
+            assert storm[(*run_track[:-1], slice(start, start + 3))].all()
+
+
 def test_report_pools_chunks_and_bounds_false_fails(tmp_path: Path) -> None:
     from judge_eval.report import BEGIN, END, Row, _replace_section, merge, wilson_upper
 

@@ -6,8 +6,9 @@ fitted to the service, counted into the service's buckets) a `Noise` adds what r
 
 - overdispersed errors: each track's 5xx ratio in each interval is the base ratio times a gamma
   variable of mean 1 and coefficient of variation `error_cv` (a bad instance, a retry storm);
-- bursty errors: with probability `burst_rate` per track and interval, the interval's 5xx ratio
-  jumps to `burst_ratio` (a dependency hiccup seen by one track's pods);
+- bursty errors: with probability `burst_rate` per track and interval, a burst starts and the
+  5xx ratio jumps to `burst_ratio` for `burst_length` intervals (a dependency hiccup seen by
+  one track's pods; longer, an error storm);
 - autocorrelated latency: the log latency drifts as an AR(1) process between intervals, shared
   by both tracks (load, dependencies), plus a smaller AR(1) drift of each track's own;
 - noisy neighbours: with probability `neighbour_rate` per track and interval an episode starts
@@ -25,6 +26,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 from scipy import special
 
 from judge_eval.traffic import SERVICE_BOUNDS, FloatArray, IntArray, LatencyModel
@@ -39,6 +41,7 @@ class Noise:
     error_cv: float = 0.0
     burst_rate: float = 0.0
     burst_ratio: float = 0.10
+    burst_length: int = 1
     latency_sd: float = 0.0  # stationary sd of the shared AR(1) log-latency drift
     latency_own_sd: float = 0.0  # ... and of each track's own drift
     latency_rho: float = 0.8
@@ -119,7 +122,7 @@ def generate_step(
         k = 1.0 / noise.error_cv**2
         ratio = ratio * rng.gamma(k, 1.0 / k, size=ratio.shape)
     if noise.burst_rate > 0:
-        burst = rng.random(ratio.shape) < noise.burst_rate
+        burst = _episodes(rng.random(ratio.shape) < noise.burst_rate, noise.burst_length)
         ratio = np.where(burst, np.maximum(ratio, noise.burst_ratio), ratio)
     ratio = np.broadcast_to(ratio, shape).copy()
     ratio[:, 0][:, affected] += effect.error_delta
@@ -132,10 +135,7 @@ def generate_step(
         if sd > 0:
             shift += _ar1((runs, tracks, 1, intervals), sd, noise.latency_rho, rng)
     if noise.neighbour_rate > 0:
-        starts = rng.random(shift.shape) < noise.neighbour_rate
-        episode = np.zeros(shift.shape, dtype=bool)
-        for lag in range(noise.neighbour_length):
-            episode[..., lag:] |= starts[..., : intervals - lag]
+        episode = _episodes(rng.random(shift.shape) < noise.neighbour_rate, noise.neighbour_length)
         shift += np.where(episode, math.log(noise.neighbour_factor), 0.0)
     shift = np.broadcast_to(shift, shape).copy()
     if effect.latency_factor != 1.0:
@@ -151,6 +151,14 @@ def generate_step(
         errors=errors.astype(np.int64),
         latency=latency.astype(np.int64),
     )
+
+
+def _episodes(starts: npt.NDArray[np.bool_], length: int) -> npt.NDArray[np.bool_]:
+    """Episodes of `length` intervals from their starts (last axis: intervals)."""
+    episode = np.zeros(starts.shape, dtype=bool)
+    for lag in range(min(length, starts.shape[-1])):
+        episode[..., lag:] |= starts[..., : starts.shape[-1] - lag]
+    return episode
 
 
 def _ar1(shape: tuple[int, ...], sd: float, rho: float, rng: np.random.Generator) -> FloatArray:

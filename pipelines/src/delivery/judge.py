@@ -43,6 +43,7 @@ from delivery.judge_stats import (
     rate_ratio_interval,
     ratio_difference_interval,
     requests_for_power,
+    robust_count_test,
     shared_dispersion,
     split_p_values,
     tarone_testable,
@@ -492,6 +493,12 @@ def _scopes(metric: MetricPolicy, policy: JudgePolicy, ctx: _Context, per_tenant
         )
         if metric.test == "mwu_intervals":
             p, p_min, eligible = _interval_mwu_ratios(canary, baseline, per_tenant, alternative)
+        elif metric.test == "robust":
+            p, p_min, phi = _robust_counts(canary, baseline, per_tenant, alternative)
+            eligible = (n_c > 0) & (n_b > 0)
+            low, high = ratio_difference_interval(
+                e_c / phi, n_c / phi, e_b / phi, n_b / phi, confidence
+            )
         else:
             p, p_min = fisher_exact(e_c / phi, n_c / phi, e_b / phi, n_b / phi, alternative)
             eligible = (n_c > 0) & (n_b > 0)
@@ -608,6 +615,23 @@ def _tail_counts(
     exceed_b = (lat_b * above).sum(axis=1)
     edge = bounds[index - 1]
     return exceed_c, exceed_b, np.where(total_b > 0, edge, np.nan), above
+
+
+def _robust_counts(
+    canary: _Track, baseline: _Track, per_tenant: bool, alternative: Alternative
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """`test: robust` (ADR 150) on every scope. Intervals, not 60 s blocks, are the units: four
+    a track (a minute) can already show a clear regression, and the trimmed spread has more
+    degrees of freedom than blocks give."""
+    return robust_count_test(
+        _interval_matrix(canary.errors, per_tenant),
+        _interval_matrix(canary.requests, per_tenant),
+        _interval_matrix(baseline.errors, per_tenant),
+        _interval_matrix(baseline.requests, per_tenant),
+        alternative,
+        shared=True,
+        min_df=4,
+    )
 
 
 def _interval_matrix(values: FloatArray, per_tenant: bool) -> FloatArray:

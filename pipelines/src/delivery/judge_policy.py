@@ -16,8 +16,10 @@ from typing import Any, Literal, get_args
 MetricKind = Literal["error_ratio", "latency", "latency_tail", "request_rate"]
 Direction = Literal["increase", "decrease", "either"]
 # "dispersed": the count test with an interval-level overdispersion correction (ADR 100);
-# "exact": the same test without the correction; "mwu_intervals": Kayenta's per-interval ranks.
-ErrorTest = Literal["dispersed", "exact", "mwu_intervals"]
+# "exact": the same test without the correction; "mwu_intervals": Kayenta's per-interval ranks;
+# "robust" (error_ratio only): each track's worst intervals trimmed, then the count test with the
+# overdispersion measured between the judge's intervals on the rest (ADR 150).
+ErrorTest = Literal["dispersed", "exact", "mwu_intervals", "robust"]
 Correction = Literal["holm", "bonferroni", "bh", "none"]
 
 METRIC_KINDS: tuple[str, ...] = get_args(MetricKind)
@@ -70,8 +72,8 @@ class MetricPolicy:
         _check_range(f"{where}: tolerance", self.tolerance, 0.0, 10.0)
         _check_range(f"{where}: weight", self.weight, 0.0, 1000.0)
         _check_range(f"{where}: quantile", self.quantile, 0.01, 0.999)
-        if self.test == "mwu_intervals" and self.kind != "error_ratio":
-            raise PolicyError(f"{where}: test mwu_intervals is for error_ratio only")
+        if self.test in ("mwu_intervals", "robust") and self.kind != "error_ratio":
+            raise PolicyError(f"{where}: test {self.test} is for error_ratio only")
         if self.min_effect is not None:
             _check_range(f"{where}: min_effect", self.min_effect, 1e-6, 10.0)
             if self.min_effect <= self.tolerance:
