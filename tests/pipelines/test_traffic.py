@@ -138,3 +138,27 @@ def test_signed_reads_verify_with_the_services_own_rule_and_unsigned_ones_remain
         assert sig is not None
         assert verify((secret,), "acme", "img", options, sig), plan.path
         assert not verify((b"other",), "acme", "img", options, sig)
+
+
+def test_an_answer_not_shaped_as_documented_is_counted_and_the_worker_goes_on(
+    tmp_path: Path,
+) -> None:
+    def gateway(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(201, text="not json")  # an upload "accepted" without an id
+
+    stats = traffic.Stats(tmp_path / "traffic.json")
+    own: dict[str, list[str]] = {"acme": []}
+    plan = traffic.Plan("upload", "POST", "/v1/acme/images", (), 1)
+    with httpx.Client(transport=httpx.MockTransport(gateway)) as client:
+        for _ in range(3):
+            traffic.send(client, "http://gw", "acme", plan, stats, own, {"acme": {}})
+    assert stats.counts == {"acme": {"201": 3}}
+    assert own == {"acme": []}
+
+
+def test_a_request_the_client_cannot_send_is_counted_not_raised(tmp_path: Path) -> None:
+    stats = traffic.Stats(tmp_path / "traffic.json")
+    plan = traffic.Plan("read", "GET", "/v1/acme/images/x?w=16")
+    with httpx.Client() as client:  # "no-such-scheme://" is refused by httpx before any I/O
+        traffic.send(client, "no-such-scheme://gw", "acme", plan, stats, {}, {})
+    assert sum(stats.counts["acme"].values()) == 1

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from image_contracts.tracks import TRACKS
 
 from delivery import (
     alerting_local,
@@ -172,7 +173,7 @@ class CellEnvironment(LocalEnvironment):
 
     def stop_all(self) -> None:
         state = self.read()
-        for track in ("canary", "baseline", "stable"):
+        for track in reversed(TRACKS):  # canary first: stable serves until the end
             run = state.track(track)
             if run is not None:
                 procs.stop(run.proc)

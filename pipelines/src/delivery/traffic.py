@@ -258,26 +258,44 @@ def worker(
                 etags[tenant],
                 signing.get(tenant),
             )
-            headers = dict(plan.headers)
-            body = None
-            if plan.body_seed is not None:
-                body = variant_png(plan.body_seed)
-                headers["Content-Type"] = "image/png"
-            try:
-                resp = client.request(
-                    plan.method, gateway + plan.path, headers=headers, content=body
-                )
-                code = str(resp.status_code)
-            except httpx.HTTPError:
-                stats.add(tenant, "transport_error")
-                continue
-            stats.add(tenant, code)
-            if plan.kind == "upload" and resp.status_code in {200, 201}:
-                own[tenant] = [*own[tenant][-20:], str(resp.json()["id"])]
-            elif plan.kind == "delete":
-                own[tenant] = [i for i in own[tenant] if not plan.path.endswith(i)]
-            elif plan.kind == "read" and "etag" in resp.headers:
-                etags[tenant][plan.path] = resp.headers["etag"]
+            send(client, gateway, tenant, plan, stats, own, etags)
+
+
+def send(
+    client: httpx.Client,
+    gateway: str,
+    tenant: str,
+    plan: Plan,
+    stats: Stats,
+    own: dict[str, list[str]],
+    etags: dict[str, dict[str, str]],
+) -> None:
+    """Send one planned request and count its answer. Never raises: a worker thread that died on
+    one odd answer would freeze the counts while the process still looks alive."""
+    headers = dict(plan.headers)
+    body = None
+    if plan.body_seed is not None:
+        body = variant_png(plan.body_seed)
+        headers["Content-Type"] = "image/png"
+    try:
+        resp = client.request(plan.method, gateway + plan.path, headers=headers, content=body)
+    except httpx.HTTPError:
+        stats.add(tenant, "transport_error")
+        return
+    except Exception as exc:  # counted and reported: the worker goes on
+        stats.add(tenant, "client_error")
+        print(f"traffic: {plan.method} {plan.path}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return
+    stats.add(tenant, str(resp.status_code))
+    try:
+        if plan.kind == "upload" and resp.status_code in {200, 201}:
+            own[tenant] = [*own[tenant][-20:], str(resp.json()["id"])]
+        elif plan.kind == "delete":
+            own[tenant] = [i for i in own[tenant] if not plan.path.endswith(i)]
+        elif plan.kind == "read" and "etag" in resp.headers:
+            etags[tenant][plan.path] = resp.headers["etag"]
+    except (ValueError, KeyError, TypeError) as exc:  # an answer not shaped as documented
+        print(f"traffic: {plan.method} {plan.path}: unexpected answer: {exc!r}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -337,6 +355,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         stats.flush()
         if time.monotonic() >= end:
             stop.set()
+        elif not any(thread.is_alive() for thread in workers):
+            # Exit, so the environment's `up` starts a fresh generator instead of trusting this one.
+            print("traffic: every worker stopped; exiting", file=sys.stderr)
+            return 1
     for thread in workers:
         thread.join(timeout=15)
     stats.flush()

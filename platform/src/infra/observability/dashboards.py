@@ -101,10 +101,12 @@ def golden_signals() -> Dashboard:
                 "Errors per cell and fleet-wide (5xx ratio)",
                 (
                     Target(_error_ratio("cell", _T), "{{cell}}"),
+                    # Fleet-wide: every cell summed. The `or ... * 0` arm gives 0, not "no
+                    # data", in a minute without any 5xx.
                     Target(
-                        f'sum without (cell) (sum by (cell) (rate({REQUESTS}{{{_T}, code=~"5.."}}'
-                        f"[{_RI}]))) / sum without (cell) (sum by (cell) "
-                        f"(rate({REQUESTS}{{{_T}}}[{_RI}])))",
+                        f'(sum(rate({REQUESTS}{{{_T}, code=~"5.."}}[{_RI}]))'
+                        f" or sum(rate({REQUESTS}{{{_T}}}[{_RI}])) * 0)"
+                        f" / sum(rate({REQUESTS}{{{_T}}}[{_RI}]))",
                         "fleet",
                     ),
                 ),
