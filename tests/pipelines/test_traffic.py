@@ -162,3 +162,8 @@ def test_a_request_the_client_cannot_send_is_counted_not_raised(tmp_path: Path) 
     with httpx.Client() as client:  # "no-such-scheme://" is refused by httpx before any I/O
         traffic.send(client, "no-such-scheme://gw", "acme", plan, stats, {}, {})
     assert sum(stats.counts["acme"].values()) == 1
+
+
+def test_no_upload_is_the_seed_image_so_deleting_ones_own_never_removes_it() -> None:
+    seed = traffic.tiny_png()
+    assert all(traffic.variant_png(n) != seed for n in range(5000))
